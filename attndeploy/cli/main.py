@@ -1,0 +1,53 @@
+"""`attndeploy list|export`: argument parsing and exit codes; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from attndeploy.errors import CheckFailed, UsageError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are `UsageError` (one line, exit 2) rather than a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from attndeploy.cli import export_cmd, list_cmd
+
+    parser = _Parser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    list_cmd.add_parser(commands)
+    export_cmd.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.run(args))
+    except UsageError as err:
+        stderr(f"error: {err}")
+        return EXIT_USAGE
+    except CheckFailed as err:
+        stderr(f"check failed: {err}")
+        return EXIT_CHECK_FAILED
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

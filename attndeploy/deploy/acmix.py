@@ -1,0 +1,71 @@
+"""Export-safe ACmix: the attention window as k*k shifted slices, no `nn.Unfold`.
+
+Same parameters as `attndeploy.layers.acmix.ACmix`; only `forward` differs:
+- the kernel_att x kernel_att window is read as static, stride-aware slices of the
+  reflection-padded tensor, one window offset at a time, so no k*k-expanded tensor is
+  materialised (the reference builds three of them);
+- logits use q . shift(pad(k - pe)): reflection padding and shifting are linear, so
+  shift(pad(k)) - shift(pad(pe)) = shift(pad(k - pe)); the official q . q_pe term is
+  constant over the window and cancels in the softmax, so it is dropped;
+- the positional grid comes from indices counted in `x.dtype` on `x.device` (no
+  linspace, no float64, no H or W baked into the graph, no Gather on the shape).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attndeploy.layers.acmix import ACmix
+
+
+class ACmixDeploy(ACmix):
+    """ACmix with an export-safe forward (dynamic N, H, W; both ONNX exporters)."""
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        """conv_p(position(H, W)) without linspace: (1, head_dim, H, W) in x.dtype."""
+        # Indices 0..n-1 as a cumulative sum of ones over a slice of x: x.dtype, x.device, and
+        # no Shape->Gather or Range in the graph (TorchScript reads x.shape[i] with Gather).
+        iw = torch.ones_like(x[:1, :1, :1, :]).cumsum(3) - 1.0  # (1, 1, 1, W)
+        ih = torch.ones_like(x[:1, :1, :, :1]).cumsum(2) - 1.0  # (1, 1, H, 1)
+        # linspace(-1, 1, n) = -1 + 2 i / (n - 1); n = 1 gives [-1] as torch.linspace does.
+        lw = iw * (2.0 / iw[:, :, :, -1:].clamp(min=1.0)) - 1.0
+        lh = ih * (2.0 / ih[:, :, -1:, :].clamp(min=1.0)) - 1.0
+        wx = self.conv_p.weight[:, 0:1].reshape(1, self.head_dim, 1, 1)
+        wy = self.conv_p.weight[:, 1:2].reshape(1, self.head_dim, 1, 1)
+        return wx * lw + wy * lh + self.conv_p.bias.view(1, self.head_dim, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)); H, W > kernel_att // 2."""
+        s, p, d = self.stride, self.padding_att, self.head_dim
+        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+
+        # attention path: (N*head, head_dim, H, W) views
+        q_att = q.unflatten(1, (self.head, d)).flatten(0, 1) * float(d) ** -0.5
+        k_att = k.unflatten(1, (self.head, d)).flatten(0, 1)
+        v_att = v.unflatten(1, (self.head, d)).flatten(0, 1)
+        if s > 1:
+            q_att = q_att[:, :, ::s, ::s]
+        kp = F.pad(k_att - self._grid(x), (p, p, p, p), mode="reflect")
+        vp = F.pad(v_att, (p, p, p, p), mode="reflect")
+
+        span = 2 * p
+        offsets = [(i, j) for i in range(self.kernel_att) for j in range(self.kernel_att)]
+
+        def window(t: torch.Tensor, i: int, j: int) -> torch.Tensor:
+            # rows i, i+s, ... < H + i of the padded tensor: ceil(H / s) of them
+            return t[:, :, i:(i - span) or None:s, j:(j - span) or None:s]
+
+        att = torch.cat([(q_att * window(kp, i, j)).sum(1, keepdim=True) for i, j in offsets], 1)
+        att = att.softmax(1)  # (N*head, kernel_att^2, H_out, W_out)
+        out_att = att[:, 0:1] * window(vp, 0, 0)
+        for n, (i, j) in enumerate(offsets[1:], 1):
+            out_att = out_att + att[:, n:n + 1] * window(vp, i, j)
+        out_att = out_att.unflatten(0, (-1, self.head)).flatten(1, 2)
+
+        # convolution path: fc mixes the 3*head (q, k, v per head) maps per head_dim channel
+        qkv = torch.cat([t.unflatten(1, (self.head, d)) for t in (q, k, v)], 1)  # (N, 3*head, d, H, W)
+        f_conv = self.fc(qkv.transpose(1, 2).flatten(0, 1))  # (N*d, kc*kc, H, W)
+        out_conv = self.dep_conv(f_conv.unflatten(0, (-1, d)).flatten(1, 2))
+
+        return self.rate1 * out_att + self.rate2 * out_conv

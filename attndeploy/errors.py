@@ -1,0 +1,51 @@
+"""Errors that reach users: each names the rule, the expected and the actual value.
+
+`UsageError` means bad usage or input (CLI exit 2); `CheckFailed` means a check on a
+produced artifact did not pass (parity, lint: CLI exit 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UsageError(ValueError):
+    """Bad usage or input. The message reads ``<rule>: expected <expected>, got <actual>``."""
+
+    def __init__(self, rule: str, expected: object = None, actual: object = None, hint: str = "") -> None:
+        self.rule, self.expected, self.actual, self.hint = rule, expected, actual, hint
+        message = rule
+        if expected is not None or actual is not None:
+            message += f": expected {expected}, got {actual}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class CheckFailed(RuntimeError):
+    """A verification of a produced artifact failed (parity, lint)."""
+
+
+def require(condition: bool, rule: str, expected: object, actual: object, hint: str = "") -> None:
+    """Raise `UsageError(rule, expected, actual)` unless `condition` holds."""
+    if not condition:
+        raise UsageError(rule, expected, actual, hint)
+
+
+def require_divisible(name: str, value: int, divisor: int, divisor_name: str) -> None:
+    """E.g. ``channels must be divisible by reduction=16: expected a multiple of 16, got 40``."""
+    require(
+        value % divisor == 0,
+        f"{name} must be divisible by {divisor_name}={divisor}",
+        f"a multiple of {divisor}",
+        value,
+    )
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UsageError:
+    """An error for an unknown name that lists the valid ones and suggests the closest."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else ""
+    return UsageError(f"unknown {kind} {name!r}", "one of " + ", ".join(valid), repr(name), hint)

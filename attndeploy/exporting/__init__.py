@@ -1,0 +1,1 @@
+"""Export a model to ONNX and prove the file: verify, simplify, parity (see `pipeline.export`)."""

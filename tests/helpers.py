@@ -1,0 +1,41 @@
+"""Test helpers that check artifacts independently of the library's own parity code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+EXPORTABLE_BY_ISSUE_2 = "deformconv"  # its export path is issue 3's
+
+
+def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
+    """Run `onnx_path` in a fresh onnxruntime CPU session on `x`."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})
+
+
+@torch.no_grad()
+def assert_onnx_matches_eager(onnx_path: Path, model: torch.nn.Module, shapes: Sequence[tuple[int, ...]],
+                              atol: float = 1e-4, rtol: float = 1e-3, seed: int = 1234) -> None:
+    """numpy's rule |got - ref| <= atol + rtol·|ref| (stricter than Polygraphy's) at every shape."""
+    model = model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    for shape in shapes:
+        x = torch.randn(shape, generator=gen)
+        refs = model(x)
+        refs = refs if isinstance(refs, tuple) else (refs,)
+        gots = ort_run(onnx_path, x)
+        assert len(gots) == len(refs), f"{len(gots)} outputs in ONNX, {len(refs)} in eager"
+        for i, (ref, got) in enumerate(zip(refs, gots)):
+            np.testing.assert_allclose(got, ref.numpy(), atol=atol, rtol=rtol,
+                                       err_msg=f"output {i} at shape {shape}")
+
+
+def op_types(onnx_path: Path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(onnx_path)).graph.node]

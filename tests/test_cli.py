@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import attndeploy
+from attndeploy.cli.main import main
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["modules"]
+    assert [r["name"] for r in rows] == attndeploy.list_modules()
+    assert all(len(r["example_shape"]) == 4 for r in rows)
+
+
+def test_list_table(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "cbam" in out and "1x64x56x56" in out
+
+
+def test_readme_main_job_prints_the_table(tmp_path):
+    """`attndeploy export cbam --opset 17` as the README says, in a fresh process from a bare folder."""
+    proc = subprocess.run([sys.executable, "-m", "attndeploy", "export", "cbam", "--opset", "17"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "PASSED" in proc.stdout and "max abs" in proc.stdout
+    assert (tmp_path / "models" / "cbam" / "cbam.onnx").exists()
+    assert json.loads((tmp_path / "models" / "cbam" / "report.json").read_text())["parity"]["passed"]
+    assert "exporting with the torchscript exporter" in proc.stderr
+
+
+def test_static_export_checks_only_the_example_shape(tmp_path, capsys):
+    assert main(["export", "se", "--static", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dynamic"] is False and report["parity"]["shapes"] == ["1x64x56x56"]
+
+
+def test_kwargs_and_input_override(tmp_path, capsys):
+    args = ["export", "se", "--kwargs", '{"channels": 32, "reduction": 8}', "--input", "2x32x17x9",
+            "--out", str(tmp_path), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input_shape"] == [2, 32, 17, 9] and report["parity"]["passed"]
+
+
+@pytest.mark.parametrize("exporter,opset", [("torchscript", 18), ("dynamo", 18), ("auto", 16)])
+def test_exporter_choice_is_honoured(exporter, opset, tmp_path, capsys):
+    assert main(["export", "eca", "--exporter", exporter, "--opset", str(opset), "--out", str(tmp_path),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["opset"] == opset
+    assert report["exporter"] == ("torchscript" if exporter == "auto" else exporter)

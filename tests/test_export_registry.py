@@ -1,0 +1,72 @@
+"""Every registry name exports and the written ONNX matches eager PyTorch, checked here independently.
+
+The fast set is opset 17, dynamic, through the CLI; the slow matrix covers opsets
+13, 16, 18, 20 (and 17 static) x static/dynamic through the Python API.
+"""
+
+import json
+
+import pytest
+
+import attndeploy
+from attndeploy.cli.main import main
+from attndeploy.weights import randomize_
+from tests.helpers import EXPORTABLE_BY_ISSUE_2, assert_onnx_matches_eager, op_types
+
+NAMES = [n for n in attndeploy.list_modules() if n != EXPORTABLE_BY_ISSUE_2]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_export_opset17_dynamic(name, tmp_path, capsys):
+    assert main(["export", name, "--opset", "17", "--dynamic", "--out", str(tmp_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert printed == report
+    assert report["opset"] == 17 and report["parity"]["passed"] is True
+    assert len(report["parity"]["shapes"]) == 4
+    onnx_path = tmp_path / f"{name}.onnx"
+    assert report["onnx"] == str(onnx_path) and onnx_path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}.onnx", "report.json"])
+
+    spec = attndeploy.get_spec(name)
+    model = randomize_(attndeploy.create(name), seed=report["seed"])
+    sweep = spec.sweep_shapes()
+    assert any(h % 2 and w % 2 for _, _, h, w in sweep) or spec.hw_multiple > 1
+    assert_onnx_matches_eager(onnx_path, model, [spec.example_shape, *sweep])
+    assert report["simplify"]["nodes_after"] <= report["simplify"]["nodes_before"]
+
+
+def _export(name, opset, dynamic, tmp_path):
+    model = randomize_(attndeploy.create(name), seed=11)
+    res = attndeploy.export(model, attndeploy.get_spec(name).example_shape,
+                            tmp_path / f"{name}.onnx", opset=opset, dynamic=dynamic, name=name)
+    return model, res
+
+
+MATRIX = [(n, o, d) for n in NAMES for o in (13, 16, 18, 20) for d in (True, False)] + \
+         [(n, 17, False) for n in NAMES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,opset,dynamic", MATRIX)
+def test_export_matrix(name, opset, dynamic, tmp_path):
+    spec = attndeploy.get_spec(name)
+    model, res = _export(name, opset, dynamic, tmp_path)
+    assert res.parity.passed, res.parity.failure_message()
+    assert res.opset == opset and res.onnx_path.exists()
+    shapes = spec.parity_shapes() if dynamic else [spec.example_shape]
+    assert_onnx_matches_eager(res.onnx_path, model, shapes)
+    assert res.simplify.nodes_after <= res.simplify.nodes_before
+
+
+@pytest.mark.parametrize("name,banned", [
+    ("acmix", {"Gather", "Col2Im", "Im2Col"}),
+    ("coordatt", {"AveragePool"}),
+    ("mlca", {"AveragePool"}),
+    ("cbam", {"AveragePool", "MaxPool"}),
+])
+@pytest.mark.parametrize("opset", [17, 18])
+def test_deploy_graphs_hold_no_hazard_ops(name, banned, opset, tmp_path):
+    _, res = _export(name, opset, True, tmp_path)
+    assert res.parity.passed
+    assert not banned & set(op_types(res.onnx_path)), sorted(banned & set(op_types(res.onnx_path)))

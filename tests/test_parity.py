@@ -1,0 +1,63 @@
+"""The parity rule and what it reports, including the negative controls that show it can fail."""
+
+import numpy as np
+import pytest
+import torch
+
+import attndeploy
+from attndeploy.parity import OutputParity, compare
+from attndeploy.registry import Tolerance
+
+TOL = Tolerance(1e-4, 1e-3)
+
+
+def fold(ref, got):
+    acc = OutputParity("y")
+    compare("y", np.asarray(ref, np.float32), np.asarray(got, np.float32), TOL, (1, 2), acc)
+    return acc
+
+
+def test_element_fails_only_past_both_atol_and_rtol():
+    assert fold([1000.0], [1000.5]).passed          # 5e-4 relative: inside rtol
+    assert not fold([1000.0], [1002.0]).passed      # past both
+    assert fold([0.0], [5e-5]).passed               # inside atol
+    assert not fold([0.01], [0.0105]).passed        # 5e-4 abs > atol, 5e-2 rel > rtol
+
+
+def test_nan_and_shape_mismatch_fail():
+    assert not fold([1.0, 2.0], [1.0, np.nan]).passed
+    assert not fold([1.0, 2.0], [1.0]).passed
+
+
+def test_worst_element_is_located():
+    acc = fold(np.zeros((2, 3)), [[0, 0, 0], [0, 0.5, 0]])
+    assert acc.worst_index == [1, 1] and acc.max_abs_err == pytest.approx(0.5) and acc.worst_shape == "1x2"
+
+
+class UserCoordAtt(attndeploy.get_spec("coordatt").reference):
+    """A user's copy (not our class, so no twin is swapped in): pools from the official AdaptiveAvgPool2d."""
+
+
+def test_dynamo_export_that_bakes_sizes_is_caught_at_other_shapes(tmp_path):
+    model = attndeploy.randomize_(UserCoordAtt(64))
+    res = attndeploy.export(model, (1, 64, 56, 56), tmp_path / "user.onnx", opset=18)
+    assert res.exporter == "dynamo" and not res.passed
+    message = res.parity.failure_message()
+    assert "1x64x43x29" in message and "max abs" in message
+    assert res.onnx_path.name == "user.rejected.onnx" and not (tmp_path / "user.onnx").exists()
+
+
+def test_torchscript_refusal_is_reported_per_exporter(tmp_path):
+    with pytest.raises(attndeploy.CheckFailed, match="torchscript: .*adaptive pooling"):
+        attndeploy.export(attndeploy.randomize_(UserCoordAtt(64)), (1, 64, 56, 56), tmp_path / "u.onnx", opset=17)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_names_output_shape_and_magnitude(tmp_path):
+    class Drifts(torch.nn.Module):
+        def forward(self, x):
+            return x * 1.01 if torch.onnx.is_in_onnx_export() else x
+
+    res = attndeploy.export(Drifts(), (1, 3, 8, 8), tmp_path / "d.onnx", opset=17)
+    assert not res.passed
+    assert res.parity.failure_message().startswith("output 'output' differs at 1x3x8x8, 2x3x8x8")
