@@ -9,12 +9,19 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-EXPORTABLE_BY_ISSUE_2 = "deformconv"  # its export path is issue 3's
-
-
 def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
-    """Run `onnx_path` in a fresh onnxruntime CPU session on `x`."""
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    """Run `onnx_path` in a fresh onnxruntime CPU session on `x`.
+
+    TensorRT plugin nodes (which onnxruntime cannot run) are swapped for ONNX DeformConv.
+    """
+    import onnx
+
+    from attndeploy.lowering.deform_conv import PLUGIN_DOMAIN, plugin_nodes_to_onnx
+
+    model = onnx.load(str(onnx_path))
+    if any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
+        model = plugin_nodes_to_onnx(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})
 
 

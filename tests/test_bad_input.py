@@ -50,7 +50,13 @@ def test_opset_outside_supported_range(opset, tmp_path, capsys):
 
 def test_opset_below_what_the_module_needs(tmp_path, capsys):
     msg = run_bad(["export", "deformconv", "--opset", "13"], tmp_path, capsys)
-    assert "opset >= 16" in msg and "got 13" in msg
+    assert "opset >= 19 (onnx) or >= 16 (decompose)" in msg and "plugin" in msg and "got opset 13" in msg
+
+
+@pytest.mark.parametrize("lowering,opset", [("onnx", "17"), ("decompose", "13")])
+def test_lowering_that_cannot_express_the_opset(lowering, opset, tmp_path, capsys):
+    msg = run_bad(["export", "deformconv", "--deform-conv", lowering, "--opset", opset], tmp_path, capsys)
+    assert f"deform_conv='{lowering}'" in msg and f"got opset {opset}" in msg
 
 
 def test_exporter_that_cannot_honour_the_opset(tmp_path, capsys):

@@ -1,7 +1,9 @@
 """Every registry name exports and the written ONNX matches eager PyTorch, checked here independently.
 
 The fast set is opset 17, dynamic, through the CLI; the slow matrix covers opsets
-13, 16, 18, 20 (and 17 static) x static/dynamic through the Python API.
+13, 16, 18, 20 (and 17 static) x static/dynamic through the Python API. DeformConv at
+opset 13 goes through TensorRT's plugin node, whose numbers are checked with the node
+swapped for ONNX DeformConv.
 """
 
 import json
@@ -11,9 +13,9 @@ import pytest
 import attndeploy
 from attndeploy.cli.main import main
 from attndeploy.weights import randomize_
-from tests.helpers import EXPORTABLE_BY_ISSUE_2, assert_onnx_matches_eager, op_types
+from tests.helpers import assert_onnx_matches_eager, op_types
 
-NAMES = [n for n in attndeploy.list_modules() if n != EXPORTABLE_BY_ISSUE_2]
+NAMES = attndeploy.list_modules()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -37,9 +39,11 @@ def test_cli_export_opset17_dynamic(name, tmp_path, capsys):
 
 
 def _export(name, opset, dynamic, tmp_path):
+    """Below opset 16 a deformable conv exists only as TensorRT's plugin (a no-op for other modules)."""
     model = randomize_(attndeploy.create(name), seed=11)
-    res = attndeploy.export(model, attndeploy.get_spec(name).example_shape,
-                            tmp_path / f"{name}.onnx", opset=opset, dynamic=dynamic, name=name)
+    res = attndeploy.export(model, attndeploy.get_spec(name).example_shape, tmp_path / f"{name}.onnx",
+                            opset=opset, dynamic=dynamic, name=name,
+                            deform_conv="plugin" if opset < 16 else "auto")
     return model, res
 
 
@@ -70,3 +74,21 @@ def test_deploy_graphs_hold_no_hazard_ops(name, banned, opset, tmp_path):
     _, res = _export(name, opset, True, tmp_path)
     assert res.parity.passed
     assert not banned & set(op_types(res.onnx_path)), sorted(banned & set(op_types(res.onnx_path)))
+
+
+@pytest.mark.parametrize("opset,lowering,op", [(17, "decompose", "GridSample"), (19, "onnx", "DeformConv")])
+def test_cli_export_deformconv_lowerings(opset, lowering, op, tmp_path, capsys):
+    assert main(["export", "deformconv", "--opset", str(opset), "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity"]["passed"] and report["opset"] == opset
+    assert op in report["node_counts"]
+    model = randomize_(attndeploy.create("deformconv"), seed=report["seed"])
+    assert_onnx_matches_eager(tmp_path / "deformconv.onnx", model, attndeploy.get_spec("deformconv").parity_shapes())
+
+
+def test_cli_export_deformconv_plugin_keeps_the_plugin_node(tmp_path, capsys):
+    args = ["export", "deformconv", "--opset", "13", "--deform-conv", "plugin", "--out", str(tmp_path), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["node_counts"].get("trt.plugins::ModulatedDeformConv2d") == 1
+    assert report["simplify"]["numeric_check"] is False and report["parity"]["passed"]

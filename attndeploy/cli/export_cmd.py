@@ -43,6 +43,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help='constructor arguments, e.g. \'{"channels": 32, "reduction": 8}\'')
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default models/<name>/)")
     p.add_argument("--exporter", default="auto", help=f"one of {', '.join(EXPORTERS)}")
+    p.add_argument("--deform-conv", default="auto", metavar="LOWERING",
+                   help="torchvision deform_conv2d as: auto (onnx at opset >= 19, decompose at 16-18), "
+                        "onnx (DeformConv), plugin (TensorRT ModulatedDeformConv2d), decompose (GridSample)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and parity inputs")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         example = (n, getattr(model, "channels", spec.example_shape[1]), h, w)
     out_dir = args.out if args.out is not None else Path("models") / args.name
     res = export(model, example, out_dir / f"{args.name}.onnx", opset=args.opset, dynamic=args.dynamic, name=args.name,
-                 exporter=args.exporter, simplify=args.simplify, seed=args.seed, log=stderr)
+                 exporter=args.exporter, simplify=args.simplify, seed=args.seed, log=stderr,
+                 deform_conv=args.deform_conv)
     write_json_atomic(out_dir / "report.json", res.to_dict())
     if args.json:
         print_json(res.to_dict())

@@ -13,6 +13,8 @@ Same parameters as `attndeploy.layers.acmix.ACmix`; only `forward` differs:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +35,8 @@ class ACmixDeploy(ACmix):
         lh = ih * (2.0 / ih[:, :, -1:, :].clamp(min=1.0)) - 1.0
         wx = self.conv_p.weight[:, 0:1].reshape(1, self.head_dim, 1, 1)
         wy = self.conv_p.weight[:, 1:2].reshape(1, self.head_dim, 1, 1)
-        return wx * lw + wy * lh + self.conv_p.bias.view(1, self.head_dim, 1, 1)
+        bias = cast(torch.Tensor, self.conv_p.bias).view(1, self.head_dim, 1, 1)
+        return wx * lw + wy * lh + bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)); H, W > kernel_att // 2."""
@@ -57,10 +60,10 @@ class ACmixDeploy(ACmix):
             return t[:, :, i:(i - span) or None:s, j:(j - span) or None:s]
 
         att = torch.cat([(q_att * window(kp, i, j)).sum(1, keepdim=True) for i, j in offsets], 1)
-        att = att.softmax(1)  # (N*head, kernel_att^2, H_out, W_out)
-        out_att = att[:, 0:1] * window(vp, 0, 0)
+        att = att.softmax(1).split(1, 1)  # kernel_att^2 x (N*head, 1, H_out, W_out)
+        out_att = att[0] * window(vp, 0, 0)
         for n, (i, j) in enumerate(offsets[1:], 1):
-            out_att = out_att + att[:, n:n + 1] * window(vp, i, j)
+            out_att = out_att + att[n] * window(vp, i, j)
         out_att = out_att.unflatten(0, (-1, self.head)).flatten(1, 2)
 
         # convolution path: fc mixes the 3*head (q, k, v per head) maps per head_dim channel

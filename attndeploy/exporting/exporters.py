@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,11 +53,15 @@ def run_exporter(
     input_name: str,
     output_names: Sequence[str],
     output_ranks: Sequence[int],
+    extra: dict[str, Any] | None = None,
 ) -> list[str]:
     """Export `model` to `path` with one exporter; returns the warnings it raised (deduplicated).
 
-    Exporter chatter on stdout goes to stderr so that `--json` output stays one object.
+    `extra` holds further `torch.onnx.export` arguments (custom symbolics' opsets or
+    translation tables). Exporter chatter on stdout goes to stderr so that `--json`
+    output stays one object.
     """
+    extra = extra or {}
     axes = dynamic_input_axes(example.dim()) if dynamic else []
     with warnings.catch_warnings(record=True) as caught, stdout_to_stderr():
         warnings.simplefilter("always")
@@ -68,13 +73,13 @@ def run_exporter(
                     dynamic_axes[name] = {a: f"{name}_dim{a}" for a in range(rank)}
             torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=[input_name], output_names=list(output_names),
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+                              dynamic_axes=dynamic_axes, do_constant_folding=True, **extra)
         else:
             dim = torch.export.Dim.DYNAMIC
             shapes = ({a: dim for a in axes},) if dynamic else None
             torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
                               input_names=[input_name], output_names=list(output_names),
-                              dynamic_shapes=shapes, optimize=True, external_data=False, verbose=False)
+                              dynamic_shapes=shapes, optimize=True, external_data=False, verbose=False, **extra)
     seen: dict[str, None] = {}
     for w in caught:
         text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"

@@ -18,6 +18,8 @@ from attndeploy.exporting.result import ExportResult
 from attndeploy.exporting.simplify import simplify as simplify_model
 from attndeploy.exporting.verify import node_counts, verify
 from attndeploy.fileio import ensure_writable_dir, temp_path, write_bytes_atomic
+from attndeploy.lowering.deform_conv import (PLUGIN_DOMAIN, deform_conv_export, plugin_nodes_to_onnx,
+                                             resolve_deform_lowering)
 from attndeploy.parity import check_parity, eager_outputs, random_input
 from attndeploy.registry import ModuleSpec, Tolerance, all_specs, create, get_spec, list_modules
 from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
@@ -63,15 +65,17 @@ def _example(example: torch.Tensor | Sequence[int] | None, spec: ModuleSpec | No
 
 
 def _export_first_that_works(exporters: list[str], model: nn.Module, x: torch.Tensor, tmp: Path, opset: int,
-                             dynamic: bool, outputs: list[np.ndarray], log: Log) -> tuple[str, onnx.ModelProto, list[str]]:
+                             dynamic: bool, outputs: list[np.ndarray], deform_conv: str,
+                             log: Log) -> tuple[str, onnx.ModelProto, list[str]]:
     names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     axes = dynamic_input_axes(x.dim()) if dynamic else []
     failures: list[str] = []
     for exporter in exporters:
         log(f"exporting with the {exporter} exporter (opset {opset}, {'dynamic' if dynamic else 'static'})")
         try:
-            warnings = run_exporter(exporter, model, x, tmp, opset, dynamic, INPUT_NAME, names,
-                                    [o.ndim for o in outputs])
+            with deform_conv_export(deform_conv, opset, exporter) as extra:
+                warnings = run_exporter(exporter, model, x, tmp, opset, dynamic, INPUT_NAME, names,
+                                        [o.ndim for o in outputs], extra)
             proto = onnx.load(str(tmp))
             verify(proto, opset, exporter, INPUT_NAME, axes)
             return exporter, proto, warnings
@@ -98,6 +102,7 @@ def export(
     seed: int = 0,
     log: Log | None = None,
     name: str | None = None,
+    deform_conv: str = "auto",
 ) -> ExportResult:
     """Export `model_or_name` to ONNX and check the file against eager PyTorch.
 
@@ -106,11 +111,19 @@ def export(
     random inputs at the example shape and, if `dynamic`, at a sweep of other shapes
     (batch > 1, odd H and W, non-square). A failed parity returns a result with
     `parity.passed == False` and the model written as `<name>.rejected.onnx`.
+
+    `deform_conv` picks how `torchvision::deform_conv2d` is lowered ("auto", "onnx",
+    "plugin", "decompose"; see `attndeploy.lowering.deform_conv`). A graph with
+    TensorRT plugin nodes is simplified without onnxsim's numeric check (onnxruntime
+    cannot run the plugin) and parity-checked with each plugin node swapped for the
+    equivalent ONNX `DeformConv`; the file keeps the plugin nodes.
     """
     log = log or (lambda _msg: None)
     times: dict[str, float] = {}
     start = time.perf_counter()
     exporters = plan_exporters(exporter, opset)
+    if deform_conv != "auto":
+        resolve_deform_lowering(deform_conv, opset)
     name, model, spec = resolve_model(model_or_name, seed, name)
     if spec is not None:
         require(opset >= spec.min_opset, f"{name} needs ops that exist from opset {spec.min_opset}",
@@ -133,24 +146,28 @@ def export(
 
     tmp = temp_path(out_path)
     try:
-        used, proto, warnings = _export_first_that_works(exporters, deploy, x, tmp, opset, dynamic, outputs, log)
+        used, proto, warnings = _export_first_that_works(exporters, deploy, x, tmp, opset, dynamic, outputs,
+                                                         deform_conv, log)
     finally:
         tmp.unlink(missing_ok=True)
     times["export"] = time.perf_counter() - start
 
+    has_plugins = any(n.domain == PLUGIN_DOMAIN for n in proto.graph.node)
     simplify_report = None
     if simplify:
-        log("simplifying with onnxsim (numeric check on)")
-        proto, simplify_report = simplify_model(proto, INPUT_NAME, shape)
+        log("simplifying with onnxsim" + (" (plugin nodes: numeric check off, nodes left untouched)"
+                                          if has_plugins else " (numeric check on)"))
+        proto, simplify_report = simplify_model(proto, INPUT_NAME, shape, numeric_check=not has_plugins)
     times["simplify"] = time.perf_counter() - start - sum(times.values())
 
     data = proto.SerializeToString()
+    runnable = plugin_nodes_to_onnx(proto).SerializeToString() if has_plugins else data
     shapes = list(parity_shapes) if parity_shapes else [shape]
     if dynamic and not parity_shapes:
         shapes += sweep_shapes(shape, spec.hw_multiple if spec else 1, spec.min_hw if spec else 1)
     tol = spec.onnx_tol if spec else DEFAULT_ONNX_TOL
     log(f"parity vs eager in onnxruntime at {', '.join(format_shape(s) for s in shapes)}")
-    with OnnxRuntimeRunner(data) as runner:
+    with OnnxRuntimeRunner(runnable) as runner:
         parity = check_parity(model, lambda a: list(runner.infer({INPUT_NAME: a}).values()),
                               runner.output_names, shapes, tol, "onnxruntime-cpu", seed)
     times["parity"] = time.perf_counter() - start - sum(times.values())

@@ -17,15 +17,21 @@ class SimplifyReport:
     nodes_before: int
     nodes_after: int
     kept: str  # "simplified" or "original" (when onnxsim's graph would be larger)
+    numeric_check: bool = True
 
 
-def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tuple[onnx.ModelProto, SimplifyReport]:
-    """Simplify `model`, checked by onnxsim on random inputs of `test_shape` (3 runs)."""
+def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape,
+             numeric_check: bool = True) -> tuple[onnx.ModelProto, SimplifyReport]:
+    """Simplify `model`, checked by onnxsim on random inputs of `test_shape` (3 runs).
+
+    `numeric_check=False` is for graphs onnxruntime cannot run (TensorRT plugin nodes).
+    """
     import onnxsim
 
     try:
         with stdout_to_stderr():
-            simplified, check_ok = onnxsim.simplify(model, check_n=3, test_input_shapes={input_name: list(test_shape)})
+            simplified, check_ok = onnxsim.simplify(model, check_n=3 if numeric_check else 0,
+                                                    test_input_shapes={input_name: list(test_shape)})
     except Exception as err:  # onnxsim raises bare RuntimeErrors from its C++ core
         raise CheckFailed(f"onnxsim failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
     if not check_ok:
@@ -33,5 +39,5 @@ def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tupl
     set_min_ir_version(simplified)
     before, after = len(model.graph.node), len(simplified.graph.node)
     if after > before:
-        return model, SimplifyReport(before, after, "original")
-    return simplified, SimplifyReport(before, after, "simplified")
+        return model, SimplifyReport(before, after, "original", numeric_check)
+    return simplified, SimplifyReport(before, after, "simplified", numeric_check)

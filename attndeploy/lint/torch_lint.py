@@ -1,0 +1,225 @@
+"""Pre-export lint: run a model once in eager mode and report the calls that will not export well.
+
+`lint_model(model, example)` tracks the current module path with forward pre/post hooks
+(``backbone.layer3.1.attn``) and watches torch calls through a `TorchFunctionMode`. It
+reports every call that would fail to export, export with the sample's shapes baked in,
+pin a device, or lose precision, and names the export-time rewrite
+(`attndeploy.rewrites.PATCHES` kind) that handles it, if any. A clean model (the deploy
+twins, torchvision's resnet18) gives no findings.
+
+Found: adaptive pools with sizes other than 1 (or read from ``x.size()``); avg/max pools
+whose kernel is the whole input; `unfold`; `linspace`; `arange` / `zeros` / `ones` without
+a device; fixed devices (``.cuda()``, ``device="cuda"``); float64 tensors; plain-tensor
+attributes used in forward (not Parameters or buffers: missing from the state_dict).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from attndeploy.errors import UsageError, require
+
+FAILS = "fails to export"
+BAKES = "exports with the sample's shapes baked in"
+DEVICE = "pins a device"
+PRECISION = "loses precision or support"
+WEIGHTS = "is missing from the state_dict"
+FACTORIES = ("linspace", "arange", "zeros", "ones")
+
+
+@dataclass(frozen=True)
+class TorchFinding:
+    """One hazardous call (or attribute) seen while running the model.
+
+    `path` is the module path (``""`` for the root), `hazard` a short kind, `call` what
+    was called with which sizes, `consequence` what the exporters do with it, `rewrite`
+    the `export_rewrites` kind that handles it (None: change the code, see `hint`),
+    `site` the user's ``file:line``, `count` how many times it ran.
+    """
+
+    path: str
+    hazard: str
+    call: str
+    consequence: str
+    rewrite: str | None
+    hint: str = ""
+    site: str = ""
+    count: int = 1
+
+    def message(self) -> str:
+        """E.g. ``backbone.layer3.1.attn: F.adaptive_avg_pool2d(output_size=(20, 1)) fails to export ...``."""
+        where = self.path or "<root>"
+        fix = f"handled by the export-time rewrite '{self.rewrite}'" if self.rewrite else f"fix: {self.hint}"
+        text = f"{where}: {self.call} {self.consequence} ({self.hazard}); {fix}"
+        if self.rewrite and self.hint:
+            text += f"; {self.hint}"
+        return text + (f" [{self.site}]" if self.site else "") + (f" x{self.count}" if self.count > 1 else "")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "hazard": self.hazard, "call": self.call, "consequence": self.consequence,
+                "rewrite": self.rewrite, "hint": self.hint, "site": self.site, "count": self.count}
+
+
+def _user_site() -> tuple[str, str]:
+    """(module of the first frame outside torch.overrides/this file, first non-torch ``file:line``)."""
+    frame = sys._getframe(2)
+    caller = ""
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not caller and name not in (__name__, "torch.overrides", "torch.utils._device") \
+                and not name.startswith("torch.utils._python_dispatch"):
+            caller = name
+        if not name.startswith(("torch", "attndeploy.lint", "attndeploy.rewrites")):
+            return caller, f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return caller, ""
+
+
+def _sizes(value: Any) -> tuple[Any, Any]:
+    return (value[0], value[1]) if isinstance(value, (tuple, list)) and len(value) == 2 else (value, value)
+
+
+def _is_cuda(device: Any) -> bool:
+    try:
+        return device is not None and torch.device(device).type not in ("cpu", "meta")
+    except (RuntimeError, TypeError):
+        return False
+
+
+class _Linter(TorchFunctionMode):
+    """Records findings; redirects fixed devices to the example's so the run can finish."""
+
+    def __init__(self, example: Tensor, path: Callable[[], str], plain: dict[int, str]) -> None:
+        super().__init__()
+        self.example = example
+        self.path = path
+        self.plain = plain
+        self.found: dict[tuple[str, str, str, str], TorchFinding] = {}
+
+    def add(self, hazard: str, call: str, consequence: str, rewrite: str | None, hint: str = "",
+            site: str = "") -> None:
+        key = (self.path(), hazard, call, site)
+        old = self.found.get(key)
+        self.found[key] = replace(old, count=old.count + 1) if old else TorchFinding(
+            self.path(), hazard, call, consequence, rewrite, hint, site)
+
+    def _pool(self, name: str, x: Any, size: Any, site: str) -> None:
+        oh, ow = _sizes(size)
+        if (oh == 1 and ow == 1) or (oh is None and ow is None) or not isinstance(x, Tensor) or x.dim() < 3:
+            return
+        h, w = x.shape[-2], x.shape[-1]
+        from_input = [f"{axis}={s}" for axis, s, dim in (("H", oh, h), ("W", ow, w)) if s == dim]
+        if from_input:
+            why = (f"{BAKES} or {FAILS}: size {', '.join(from_input)} equals the input's, probably read from "
+                   "x.size(); TorchScript rejects a non-constant output_size, dynamo bakes it")
+        else:
+            why = (f"{FAILS} or {BAKES}: TorchScript rejects non-divisible and upsampling sizes, dynamo bakes "
+                   "the input's H, W")
+        self.add("adaptive pool size", f"F.{name}(output_size={size!r}) on {tuple(x.shape)}", why, name,
+                 site=site)
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        caller, site = _user_site()
+        internal = caller.startswith("torch") and not caller.startswith("torch.nn.modules")
+        flat = tree_flatten((args, kwargs))[0]
+        for value in flat:
+            attr = self.plain.get(id(value)) if isinstance(value, Tensor) else None
+            if attr:
+                self.add("plain tensor attribute", attr, f"{WEIGHTS} and is exported as a constant", None,
+                         "make it an nn.Parameter (trained) or register_buffer (fixed)", site)
+        if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d") and args:
+            self._pool(name, args[0], args[1] if len(args) > 1 else kwargs.get("output_size"), site)
+        elif name in ("avg_pool2d", "max_pool2d") and args and isinstance(args[0], Tensor) and args[0].dim() >= 3:
+            kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
+            if tuple(_sizes(kernel)) == tuple(args[0].shape[-2:]):
+                self.add("whole-input pool kernel", f"F.{name}(kernel_size={kernel!r}) on {tuple(args[0].shape)}",
+                         f"{BAKES} or {FAILS}: the kernel is the input's H, W (from x.size())", name, site=site)
+        elif name in ("unfold", "im2col") and getattr(func, "__module__", "") != "torch._tensor" and args \
+                and isinstance(args[0], Tensor) and args[0].dim() in (3, 4):
+            self.add("unfold", "F.unfold / nn.Unfold (im2col)",
+                     f"{BAKES} or exports as a heavy Gather-based im2col", "unfold", site=site)
+        elif name in FACTORIES and not internal and not isinstance(args[0] if args else None, Tensor):
+            device = kwargs.get("device")
+            if name == "linspace":
+                self.add("linspace", "torch.linspace", f"{PRECISION} (TorchScript computes it in float64) or "
+                         f"{BAKES} (dynamo, steps from x.size())", "linspace", site=site)
+            elif device is None:
+                self.add("factory without device", f"torch.{name} without device=",
+                         f"{DEVICE}: the default device (CPU), not the input's", name,
+                         "or pass device=x.device, dtype=x.dtype", site)
+            if _is_cuda(device):
+                self.add("fixed device", f"torch.{name}(device={device!r})", DEVICE, name, site=site)
+                kwargs = {**kwargs, "device": self.example.device}
+        elif name == "cuda" or (name == "to" and any(_is_cuda(v) for v in flat if isinstance(v, (str, torch.device)))):
+            self.add("fixed device", f"Tensor.{name}(...)", DEVICE, None, "use x.device (or .to(x.device))", site)
+            return args[0].to(self.example.device) if isinstance(args[0], Tensor) else args[0]
+        out = func(*args, **kwargs)
+        if not internal and self.example.dtype != torch.float64:
+            for value in tree_flatten(out)[0]:
+                if isinstance(value, Tensor) and value.dtype == torch.float64:
+                    self.add("float64", f"{name or func!r} -> float64", f"{PRECISION}: TensorRT has no float64, "
+                             "ORT lacks kernels for some ops", None, "keep tensors in x.dtype", site)
+                    break
+        return out
+
+
+def _plain_tensor_attributes(model: nn.Module) -> dict[int, str]:
+    """id(tensor) -> ``path.attr`` for tensors stored as plain attributes (not Parameters/buffers)."""
+    found: dict[int, str] = {}
+    for path, module in model.named_modules():
+        for key, value in vars(module).items():
+            if isinstance(value, Tensor) and not isinstance(value, nn.Parameter):
+                found[id(value)] = f"{path}.{key}" if path else key
+    return found
+
+
+def lint_model(model: nn.Module, example: Tensor) -> list[TorchFinding]:
+    """Run `model(example)` once (eval, no grad) and return its export hazards, in call order.
+
+    Raises `UsageError` if the model fails in eager mode on `example`.
+    """
+    require(isinstance(model, nn.Module), "lint_model needs an nn.Module", "an nn.Module", type(model).__name__)
+    require(isinstance(example, Tensor), "lint_model needs an example input tensor", "a torch.Tensor",
+            type(example).__name__)
+    stack: list[str] = [""]
+
+    def enter(path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            stack.append(path)
+        return hook
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        if len(stack) > 1:
+            stack.pop()
+
+    handles = []
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(enter(path)))
+        handles.append(module.register_forward_hook(leave))
+    linter = _Linter(example, lambda: stack[-1], _plain_tensor_attributes(model))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), linter:
+            model(example)
+    except UsageError:
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError("the model fails in eager mode on the example input", "an input the model accepts",
+                         f"{tuple(example.shape)}: {first[:300]}", f"at module {stack[-1] or '<root>'}") from err
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return list(linter.found.values())

@@ -1,0 +1,208 @@
+"""What each TensorRT generation's ONNX parser accepts: operators, opset range, the constraints that bite.
+
+Sources (read, not copied; operator lists transcribed from the support matrices):
+- TensorRT 8.6: https://github.com/onnx/onnx-tensorrt/blob/release/8.6-GA/docs/operators.md
+  ("TensorRT 8.6 supports operators up to Opset 17"); the parser refuses opsets < 7
+  (ModelImporter.cpp, same branch); Pad modes constant/reflect/edge (builtin_op_importers.cpp).
+- TensorRT 10.x: https://github.com/onnx/onnx-tensorrt/blob/release/10.1-GA/docs/operators.md
+  ("TensorRT 10.0 supports operators in the inclusive range of opset 9 to opset 20"), plus
+  https://github.com/onnx/onnx-tensorrt/blob/main/docs/Changelog.md for what later 10.x releases
+  relaxed: DeformConv (10.1), tensor `axes` for Slice (10.3) and Pad (10.4), window ops (10.4),
+  STFT (10.5), dynamic Squeeze/Unsqueeze axes (10.7), RMSNormalization/RotaryEmbedding/
+  TensorScatter (10.15). Pad `wrap` mode: 10.0 (Changelog 10.0 EA).
+- TensorRT 11.x: no operators.md for 11 was available; NVIDIA's "ONNX Opset Guide"
+  (https://docs.nvidia.com/deeplearning/tensorrt/latest/reference/onnx-opset-guide.html) gives
+  opsets 9..25 for 11.x and points to the same operators.md. The 11 table is therefore the
+  10.x table with every 10.x relaxation applied.
+- Pooling window volume must stay < 100000 (TensorRT's MAX_KERNEL_DIMS_PRODUCT check in
+  addPoolingNd): https://github.com/onnx/onnx-tensorrt/issues/937 (8.6.1), issues/333.
+- ModulatedDeformConv2d plugin fields: https://github.com/NVIDIA/TensorRT/blob/main/plugin/
+  modulatedDeformConvPlugin/README.md (stride, padding, dilation: int[2]; group,
+  deformable_group: int; inputs x, offset, mask, weight[, bias]; initial release Jan 2023,
+  shipped with TensorRT 8.6); the 10.1 parser builds it from ONNX DeformConv
+  (importerUtils.cpp, modulatedDeformableConvPluginHelper) with kINT32 fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from attndeploy.errors import unknown_name
+
+
+def _ops(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# release/10.1-GA docs/operators.md, rows marked Y.
+_Y_10_1 = _ops("""
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike
+Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
+DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU Gather
+GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+GridSample GroupNormalization HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization
+IsInf IsNaN LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LpNormalization
+LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero
+Not OneHot Or PRelu Pad ParametricSoftplus Pow QuantizeLinear RNN RandomNormal RandomNormalLike
+RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax
+ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RoiAlign
+Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size
+Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
+TopK Transpose Trilu Unsqueeze Upsample Where Xor
+""")
+# release/10.1-GA docs/operators.md, rows marked N.
+_N_10_1 = _ops("""
+AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow CenterCropPad
+Col2Im Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear HammingWindow HannWindow
+ImageDecoder MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Multinomial NegativeLogLikelihoodLoss
+Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul RegexFullMatch STFT SequenceAt
+SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
+SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer StringSplit TfIdfVectorizer Unique
+""")
+# release/8.6-GA docs/operators.md differs from 10.1: no CastLike, DeformConv, Gelu, Mish rows;
+# Hardmax marked N (added in 9.2).
+_Y_8_6 = _Y_10_1 - _ops("CastLike DeformConv Gelu Mish Hardmax")
+_N_8_6 = (_N_10_1 | _ops("Hardmax")) - _ops("""
+AffineGrid BitwiseAnd BitwiseNot BitwiseOr BitwiseXor CenterCropPad Col2Im ImageDecoder RegexFullMatch
+StringConcat StringSplit""")
+# Added by later 10.x releases (Changelog.md), with the release that added them.
+_LATER_10 = {"DeformConv": "10.1", "BlackmanWindow": "10.4", "HammingWindow": "10.4", "HannWindow": "10.4",
+             "STFT": "10.5", "RMSNormalization": "10.15", "RotaryEmbedding": "10.15", "TensorScatter": "10.15"}
+
+REDUCE_OPS = _ops("""ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd
+ReduceSum ReduceSumSquare""")
+POOL_OPS = _ops("AveragePool MaxPool LpPool")
+
+
+@dataclass(frozen=True)
+class ConstantInput:
+    """Input `index` (`name`) of `op` must be an initializer or a Constant node's output.
+
+    `relaxed_since`: the release of the generation that accepts a tensor there too (then an
+    older release of the same generation refuses it: a warning, not an error).
+    """
+
+    op: str
+    index: int
+    name: str
+    relaxed_since: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginField:
+    """`kind` is the ONNX attribute type the parser turns into the plugin field: 'int' or 'ints'."""
+
+    kind: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    name: str
+    since: str
+    fields: Mapping[str, PluginField]
+    min_inputs: int
+    max_inputs: int
+    inputs: str
+
+
+# Attributes the parser reads itself on plugin nodes (not plugin fields).
+PLUGIN_RESERVED_ATTRS = frozenset({"plugin_version", "plugin_namespace", "tensorrt_plugin_shape_input_indices"})
+
+MODULATED_DEFORM_CONV = PluginSpec(
+    name="ModulatedDeformConv2d", since="8.6",
+    fields={"stride": PluginField("ints", 2), "padding": PluginField("ints", 2), "dilation": PluginField("ints", 2),
+            "group": PluginField("int"), "deformable_group": PluginField("int")},
+    min_inputs=4, max_inputs=5, inputs="x, offset, mask, weight[, bias] (the mask is required)")
+
+
+@dataclass(frozen=True)
+class ParserSupport:
+    """One TensorRT generation's ONNX parser.
+
+    `supported` maps an op to the first release of the generation that parses it (the
+    generation's baseline for most); `unsupported` lists the ops the matrix marks N.
+    """
+
+    key: str
+    baseline: str
+    source: str
+    opset_min: int
+    opset_max: int
+    supported: Mapping[str, str]
+    unsupported: frozenset[str]
+    constant_inputs: tuple[ConstantInput, ...]
+    pad_modes: frozenset[str]
+    pool_dilations_must_be_one: bool
+    layernorm_first_output_only: bool
+    deformconv_symmetric_pads: bool
+    plugins: Mapping[str, PluginSpec] = field(default_factory=dict)
+    hard_opset_min: int = 7
+    max_pool_window_volume: int = 100_000
+    gridsample_rank: int = 4
+    resize_modes: frozenset[str] = frozenset({"nearest", "linear"})
+    resize_coordinate_modes: frozenset[str] = frozenset(
+        {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
+    topk_max_k: int | None = None
+
+    def constant_inputs_of(self, op: str) -> list[ConstantInput]:
+        return [c for c in self.constant_inputs if c.op == op]
+
+
+def _always_constant(*extra: ConstantInput) -> tuple[ConstantInput, ...]:
+    reduce = tuple(ConstantInput(op, 1, "axes") for op in sorted(REDUCE_OPS))
+    return (*reduce, ConstantInput("CumSum", 1, "axis"), ConstantInput("OneHot", 1, "depth"), *extra)
+
+
+_SUPPORT: dict[str, ParserSupport] = {
+    "8.6": ParserSupport(
+        key="8.6", baseline="8.6",
+        source="https://github.com/onnx/onnx-tensorrt/blob/release/8.6-GA/docs/operators.md",
+        opset_min=7, opset_max=17,
+        supported={op: "8.6" for op in _Y_8_6}, unsupported=_N_8_6,
+        constant_inputs=_always_constant(ConstantInput("Slice", 3, "axes"), ConstantInput("Squeeze", 1, "axes"),
+                                         ConstantInput("Unsqueeze", 1, "axes"), ConstantInput("Pad", 3, "axes")),
+        pad_modes=frozenset({"constant", "reflect", "edge"}),
+        pool_dilations_must_be_one=False, layernorm_first_output_only=False, deformconv_symmetric_pads=True,
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}),
+    "10": ParserSupport(
+        key="10", baseline="10.0",
+        source="https://github.com/onnx/onnx-tensorrt/blob/release/10.1-GA/docs/operators.md",
+        opset_min=9, opset_max=20,
+        supported={**{op: "10.0" for op in _Y_10_1}, **_LATER_10},
+        unsupported=_N_10_1 - frozenset(_LATER_10),
+        constant_inputs=_always_constant(ConstantInput("Slice", 3, "axes", "10.3"),
+                                         ConstantInput("Pad", 3, "axes", "10.4"),
+                                         ConstantInput("Squeeze", 1, "axes", "10.7"),
+                                         ConstantInput("Unsqueeze", 1, "axes", "10.7")),
+        pad_modes=frozenset({"constant", "reflect", "edge", "wrap"}),
+        pool_dilations_must_be_one=True, layernorm_first_output_only=True, deformconv_symmetric_pads=True,
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}, topk_max_k=3840),
+    "11": ParserSupport(
+        key="11", baseline="11.0",
+        source="https://docs.nvidia.com/deeplearning/tensorrt/latest/reference/onnx-opset-guide.html "
+               "(opsets) + release/10.1-GA operators.md and Changelog.md up to 10.15 (operators)",
+        opset_min=9, opset_max=25,
+        supported={op: "11.0" for op in _Y_10_1 | frozenset(_LATER_10)},
+        unsupported=_N_10_1 - frozenset(_LATER_10),
+        constant_inputs=_always_constant(),
+        pad_modes=frozenset({"constant", "reflect", "edge", "wrap"}),
+        pool_dilations_must_be_one=True, layernorm_first_output_only=True, deformconv_symmetric_pads=True,
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}, topk_max_k=3840),
+}
+
+TRT_VERSIONS: tuple[str, ...] = tuple(_SUPPORT)
+
+
+def parser_support(trt: str) -> ParserSupport:
+    """The table for `trt` ("8.6", "10" or "11"); an unknown value lists the valid ones."""
+    key = str(trt).strip()
+    if key not in _SUPPORT:
+        raise unknown_name("TensorRT version (--trt)", key, TRT_VERSIONS)
+    return _SUPPORT[key]
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`"10.15"` -> `(10, 15)`, for ordering releases."""
+    return tuple(int(p) for p in version.split(".") if p.isdigit())

@@ -1,0 +1,116 @@
+"""Is an output size (symbolically) an input dimension? And who called: user code or torch?
+
+While exporting, sizes read from ``x.size()`` are 0-dim Tensors (TorchScript tracer:
+``prim::NumToTensor(aten::size(x, axis))``) or SymInts (dynamo, `torch.export`). A size
+that *is* the input's own dimension can be left alone (identity along that axis); any
+other size must be computed from the runtime shape, never read as a Python int (that
+would bake the sample's value into the graph).
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+# Callers in these packages get the original factories (exporter internals, numerics).
+INTERNAL_PREFIXES = ("torch", "functorch", "onnx", "onnxscript", "onnxruntime", "numpy", "sympy",
+                     "attndeploy.rewrites", "attndeploy.deploy.pooling")
+
+
+def exporting() -> bool:
+    """True inside the TorchScript tracer, `torch.export` or dynamo."""
+    return bool(torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling())
+
+
+def _traced_size_source(size: Tensor) -> Optional[tuple[object, int]]:
+    """(traced value of the tensor, axis) if `size` is ``aten::size(t, axis)`` in the current trace."""
+    try:
+        node = torch._C._get_value_trace(size).node()
+    except RuntimeError:  # not part of the trace: a constant
+        return None
+    while node.kind() in ("prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"):
+        node = next(iter(node.inputs())).node()
+    inputs = list(node.inputs())
+    if node.kind() != "aten::size" or len(inputs) != 2:
+        return None
+    axis = inputs[1].toIValue()
+    if isinstance(axis, Tensor):
+        axis = int(axis.item())
+    return (inputs[0], int(axis)) if isinstance(axis, int) else None
+
+
+def same_dim(size: object, x: Tensor, axis: int) -> bool:
+    """True iff `size` is `x`'s size along `axis` at every input shape, not just the sample's.
+
+    Python ints equal the dimension only outside tracing (eager) or for static dims; a
+    traced 0-dim Tensor must come from ``x.size(axis)`` itself; a SymInt must be provably
+    the same symbol (no guard is added).
+    """
+    axis = axis % x.dim()
+    if isinstance(size, torch.SymInt):
+        return bool(statically_known_true(size == x.shape[axis]))
+    if isinstance(size, Tensor):
+        if torch.jit.is_tracing():
+            source = _traced_size_source(size)
+            if source is None:
+                return False
+            value, src_axis = source
+            try:
+                x_value = torch._C._get_value_trace(x)
+            except RuntimeError:
+                return False
+            rank = value.type().dim() if hasattr(value.type(), "dim") else None  # type: ignore[union-attr]
+            src_axis = src_axis % rank if rank else src_axis
+            return bool(value.unique() == x_value.unique() and src_axis == axis)
+        return size.numel() == 1 and int(size) == x.shape[axis]
+    if isinstance(size, int) and not isinstance(size, bool):
+        if torch.jit.is_tracing():
+            return False  # a literal: the traced dimension may differ at run time
+        dim = x.shape[axis]
+        return isinstance(dim, int) and dim == size
+    return False
+
+
+def is_literal_one(size: object) -> bool:
+    """A plain Python 1 (not a traced or symbolic size that happens to be 1)."""
+    return isinstance(size, int) and not isinstance(size, (bool, torch.SymInt)) and size == 1
+
+
+class Caller:
+    """Who called a patched function: the calling frame's module, and the first user site.
+
+    `frame` is the frame that called the patch (None while dynamo compiles: it cannot
+    trace frame inspection, and every caller then counts as user code).
+    """
+
+    def __init__(self, frame: Optional[FrameType]) -> None:
+        self._frame = frame
+
+    @property
+    def module(self) -> str:
+        return self._frame.f_globals.get("__name__", "") if self._frame is not None else ""
+
+    @property
+    def site(self) -> str:
+        """``file:line`` of the first frame outside torch and attndeploy (e.g. a model's forward)."""
+        frame = self._frame
+        while frame is not None:
+            name = frame.f_globals.get("__name__", "")
+            if not name.startswith(("torch", "attndeploy.")):
+                return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+            frame = frame.f_back
+        return ""
+
+    @property
+    def internal(self) -> bool:
+        """True for callers inside torch, the ONNX stack or this package's own rewrites."""
+        return is_internal(self.module)
+
+
+def is_internal(module: str) -> bool:
+    """True for callers inside torch, the ONNX stack or this package's own rewrites."""
+    return any(module == p or module.startswith(p + ".") for p in INTERNAL_PREFIXES)
