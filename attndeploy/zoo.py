@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from attndeploy.deploy.acmix import ACmixDeploy
 from attndeploy.deploy.cbam import CBAMDeploy
 from attndeploy.deploy.coordatt import CoordAttDeploy
@@ -33,8 +35,8 @@ from attndeploy.registry import ModuleSpec, Tolerance, register
 EXAMPLE = (1, 64, 56, 56)
 # Tolerances are about 10x the worst error measured over 3 weight seeds, opsets 13/17/18
 # and the 4 parity shapes (max abs, fp32): reference vs deploy, then eager vs onnxruntime.
-TIGHT = dict(deploy_tol=Tolerance(2e-6, 1e-5), onnx_tol=Tolerance(1e-5, 1e-4))      # <= 1e-6 measured
-MEDIUM = dict(deploy_tol=Tolerance(1e-5, 1e-4), onnx_tol=Tolerance(5e-5, 1e-4))     # <= 5e-6 measured
+TIGHT: dict[str, Any] = dict(deploy_tol=Tolerance(2e-6, 1e-5), onnx_tol=Tolerance(1e-5, 1e-4))      # <= 1e-6 measured
+MEDIUM: dict[str, Any] = dict(deploy_tol=Tolerance(1e-5, 1e-4), onnx_tol=Tolerance(5e-5, 1e-4))     # <= 5e-6 measured
 
 register(ModuleSpec("se", SqueezeExcite, SqueezeExciteDeploy, EXAMPLE, "arXiv:1709.01507",
                     dict(channels=64, reduction=16), **TIGHT))

@@ -260,3 +260,13 @@ def test_registry_exports_lint_clean(name, tmp_path):
     assert res.parity.passed
     for trt in TRT_VERSIONS:
         assert [f.format() for f in lint_onnx(res.onnx_path, trt)] == [], trt
+
+
+@pytest.mark.slow
+def test_deformconv_export_for_each_release(tmp_path):
+    """The registry's DeformConv block: ONNX DeformConv at opset 19, GridSample below."""
+    onnx19 = attndeploy.export("deformconv", None, tmp_path / "dcn19.onnx", opset=19).onnx_path
+    assert ("unsupported-op", "DeformConv") in {(f.rule, f.op_type) for f in errors(lint_onnx(onnx19, "8.6"))}
+    assert errors(lint_onnx(onnx19, "10")) == [] and lint_onnx(onnx19, "11") == []
+    onnx17 = attndeploy.export("deformconv", None, tmp_path / "dcn17.onnx", opset=17).onnx_path
+    assert all(lint_onnx(onnx17, trt) == [] for trt in TRT_VERSIONS)

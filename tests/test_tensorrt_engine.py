@@ -21,11 +21,14 @@ import attndeploy
 from attndeploy.errors import UsageError
 from attndeploy.parity import check_parity
 from attndeploy.registry import Tolerance
-from attndeploy.tensorrt import build_engine, derive_profile, engine_for_export
+from attndeploy.tensorrt.builder import build_engine
+from attndeploy.tensorrt.deploy import engine_for_export
+from attndeploy.tensorrt.profiles import derive_profile
 from attndeploy.tensorrt.builder import EngineBuildFailed
 from attndeploy.tensorrt.cache import sidecar_path
 from attndeploy.tensorrt.profiles import InputProfile
-from attndeploy.tensorrt.runner import IOSpec, TensorRTRunner, validate_feeds
+from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+from attndeploy.tensorrt.runner import TensorRTRunner
 
 FP32_TOL = Tolerance(1e-4, 1e-3)  # TF32 off
 FP16_TOL = Tolerance(1e-2, 1e-2)
@@ -86,7 +89,7 @@ def test_validate_feeds():
     specs = [IOSpec("input", True, "float32", (-1, 64, -1, -1), profile), IOSpec("output", False, "float32", ())]
     ok = validate_feeds({"input": torch.zeros(2, 64, 43, 29)}, specs)
     assert ok["input"].flags["C_CONTIGUOUS"] and ok["input"].shape == (2, 64, 43, 29)
-    cases = [({"x": np.zeros((1, 64, 56, 56), np.float32)}, "exactly the engine's inputs"),
+    cases = [({"x": np.zeros((1, 64, 56, 56), np.float32)}, "exactly the model's inputs"),
              ({"input": np.zeros((1, 64, 56, 56))}, "dtype"),
              ({"input": np.zeros((1, 32, 56, 56), np.float32)}, "static"),
              ({"input": np.zeros((1, 64, 56), np.float32)}, "rank"),

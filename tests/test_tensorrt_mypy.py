@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+LINT_FILES = tuple(f"attndeploy/lint/{f}.py" for f in ("__init__", "cli", "scopes", "trt_lint", "trt_support"))
 STUB_FILES = ("tensorrt/__init__.pyi", "tensorrt_bindings/__init__.pyi", "tensorrt_bindings/tensorrt.pyi")
 CONFIG = """[mypy]
 python_version = 3.11
@@ -71,8 +72,8 @@ def test_tensorrt_package_type_checks_against_the_stubs(tmp_path):
     canary = tmp_path / "canary.py"
     canary.write_text("import tensorrt as trt\n\ntrt.Builder(trt.Logger()).create_network_v3()\n")
     assert any("create_network_v3" in line for line in run_mypy(tmp_path, str(canary))), "stubs not in effect"
-    errors = run_mypy(tmp_path, "attndeploy/tensorrt", "attndeploy/lint")
-    ours = [line for line in errors if line.startswith(("attndeploy/tensorrt/", "attndeploy/lint/"))]
+    errors = run_mypy(tmp_path, "attndeploy/tensorrt", *LINT_FILES)
+    ours = [line for line in errors if line.startswith(("attndeploy/tensorrt/", *LINT_FILES))]
     assert ours == []
 
 

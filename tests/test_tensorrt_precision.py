@@ -120,6 +120,22 @@ def test_plan_finds_the_decomposed_layernorm(zoo):
                 if p.op_type in ("Pow", "Sqrt", "Div")]
 
 
+def test_gridsample_coordinates_stay_fp32(zoo):
+    """Deformable conv below opset 19 samples with GridSample: fp16 positions fail parity (max abs 0.02)."""
+    original = onnx.load(zoo("deformconv", 17))
+    plan = {p.node: p for p in fp32_plan(original)}
+    sample = next(n for n in original.graph.node if n.op_type == "GridSample")
+    assert sample.name in plan and "GridSample" in plan[sample.name].reason
+    converted = convert_onnx_to_fp16(original)
+    types_ = elem_types(converted)
+    sample = next(n for n in converted.graph.node if n.op_type == "GridSample")
+    assert [types_[t] for t in sample.input[:2]] == [FLOAT, FLOAT]
+    assert any(n.op_type == "MatMul" and types_[n.output[0]] == FLOAT16 for n in converted.graph.node)
+    report = fp16_parity("deformconv", converted)
+    assert report.passed, report.failure_message()
+    assert min(o.min_cosine for o in report.outputs) >= MIN_COSINE
+
+
 def test_keep_io_types_false_gives_fp16_edges(zoo):
     converted = convert_onnx_to_fp16(onnx.load(zoo("cbam")), keep_io_types=False)
     assert converted.graph.input[0].type.tensor_type.elem_type == FLOAT16
@@ -141,6 +157,22 @@ def test_large_constants_are_clipped_to_fp16_range():
     converted = convert_onnx_to_fp16(_graph([helper.make_node("Mul", ["x", "big"], ["y"], name="/Mul")], [big]))
     (init,) = converted.graph.initializer
     assert init.data_type == FLOAT16 and float(numpy_helper.to_array(init).max()) == 65504.0
+
+
+def test_plugin_nodes_compute_in_fp32():
+    w = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="/MatMul"),
+             helper.make_node("MyPlugin", ["h"], ["p"], name="/plugin", domain="custom"),
+             helper.make_node("Add", ["p", "h"], ["y"], name="/Add")]
+    model = _graph(nodes, [w])
+    model.opset_import.append(helper.make_opsetid("custom", 1))
+    converted = convert_onnx_to_fp16(model)
+    by_name = {n.name: n for n in converted.graph.node}
+    cast_of = {n.output[0]: n for n in converted.graph.node if n.op_type == "Cast"}
+    plugin_in = by_name["/plugin"].input[0]
+    assert cast_of[plugin_in].attribute[0].i == FLOAT  # the plugin gets fp32
+    add_inputs = by_name["/Add"].input
+    assert add_inputs[0] in cast_of and cast_of[add_inputs[0]].attribute[0].i == FLOAT16  # its output is cast back
 
 
 def test_control_flow_is_refused():

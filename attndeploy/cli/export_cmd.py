@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
+from attndeploy.cli.argtypes import argument_type
 from attndeploy.errors import UsageError
 from attndeploy.exporting.exporters import EXPORTERS
 from attndeploy.exporting.result import ExportResult
 from attndeploy.fileio import write_json_atomic
 from attndeploy.shapes import parse_shape
 
-T = TypeVar("T")
 
-
-def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
-    """argparse turns a converter's ValueError into "invalid value"; keep our message instead."""
-
-    def wrapped(text: str) -> T:
-        try:
-            return convert(text)
-        except UsageError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
-
-    wrapped.__name__ = convert.__name__
-    return wrapped
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser("export", help="export a module to ONNX and check it against eager PyTorch")
     p.add_argument("name", help="a registry name (see `attndeploy list`)")
     p.add_argument("--opset", type=int, default=17)
@@ -49,6 +34,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and parity inputs")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    engine = p.add_argument_group("TensorRT engine (needs TensorRT and an NVIDIA GPU)")
+    engine.add_argument("--engine", action="store_true", help="also build a TensorRT engine and check its parity")
+    engine.add_argument("--fp16", action="store_true", help="fp16 engine (Softmax, norms, reductions kept fp32)")
+    for bound in ("min", "opt", "max"):
+        engine.add_argument(f"--{bound}", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
+                            help=f"{bound} shape of the optimization profile (default from the example shape)")
+    engine.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
+    engine.add_argument("--timing-cache", type=Path, default=None, metavar="FILE", help="reused across builds")
+    engine.add_argument("--plugin", action="append", default=[], metavar="LIB", help="plugin library to load")
+    engine.add_argument("--rebuild", action="store_true", help="ignore a cached engine")
     p.set_defaults(run=run)
 
 
@@ -81,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from attndeploy.weights import randomize_
 
     spec = get_spec(args.name)
+    if args.engine:
+        from attndeploy.tensorrt._api import require_tensorrt
+
+        require_tensorrt()  # before any work, so a missing TensorRT leaves no files behind
     model = randomize_(create(args.name, **args.kwargs), args.seed)
     example = args.input
     if example is None:
@@ -90,12 +89,33 @@ def run(args: argparse.Namespace) -> int:
     res = export(model, example, out_dir / f"{args.name}.onnx", opset=args.opset, dynamic=args.dynamic, name=args.name,
                  exporter=args.exporter, simplify=args.simplify, seed=args.seed, log=stderr,
                  deform_conv=args.deform_conv)
-    write_json_atomic(out_dir / "report.json", res.to_dict())
+    report = res.to_dict()
+    engine = _build_engine(args, res, model, spec, stderr) if args.engine and res.parity.passed else None
+    if engine is not None:
+        report["engine"] = engine.to_dict()
+    write_json_atomic(out_dir / "report.json", report)
     if args.json:
-        print_json(res.to_dict())
+        print_json(report)
     else:
         print_table(res)
+        if engine is not None:
+            print(f"  engine {engine.build.engine_path}: parity vs eager ({engine.parity.backend}) at "
+                  f"{', '.join(engine.parity.shapes)}: {'PASSED' if engine.passed else 'FAILED'}, "
+                  f"max abs {engine.parity.max_abs_err:.2e}")
     if not res.parity.passed:
         stderr(f"parity failed: {res.parity.failure_message()}")
         return 1
+    if engine is not None and not engine.passed:
+        stderr(f"engine parity failed: {engine.parity.failure_message() or 'cosine below the fp16 floor'}")
+        return 1
     return 0
+
+
+def _build_engine(args: argparse.Namespace, res: ExportResult, model, spec, log):  # noqa: ANN001, ANN202
+    from attndeploy.tensorrt.builder import DEFAULT_WORKSPACE_MB
+    from attndeploy.tensorrt.deploy import engine_for_export
+
+    return engine_for_export(res.onnx_path, model, res.input_shape, spec=spec, fp16=args.fp16, min=args.min,
+                             opt=args.opt, max=args.max, timing_cache=args.timing_cache,
+                             workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB, plugins=args.plugin,
+                             seed=res.seed, force=args.rebuild, log=log)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from attndeploy.registry import all_specs
 from attndeploy.shapes import format_shape
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser("list", help="list the registry's modules")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run)
@@ -17,7 +18,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from attndeploy.cli.main import print_json
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": s.name, "reference": s.reference.__name__, "deploy": s.deploy.__name__,
          "example_shape": list(s.example_shape), "min_opset": s.min_opset, "paper": s.paper}
         for s in all_specs()

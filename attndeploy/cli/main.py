@@ -24,12 +24,15 @@ def stderr(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attndeploy.cli import export_cmd, list_cmd
+    from attndeploy.cli import export_cmd, list_cmd, run_cmd
+    from attndeploy.lint import cli as lint_cmd
 
     parser = _Parser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     list_cmd.add_parser(commands)
     export_cmd.add_parser(commands)
+    lint_cmd.add_parser(commands)
+    run_cmd.add_parser(commands)
     return parser
 
 

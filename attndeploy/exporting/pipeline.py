@@ -58,8 +58,9 @@ def _example(example: torch.Tensor | Sequence[int] | None, spec: ModuleSpec | No
     if isinstance(example, torch.Tensor):
         return example.detach().float()
     if example is None:
-        require(spec is not None, "an example input is required for a model outside the registry",
-                "a tensor or a shape", None)
+        if spec is None:
+            raise UsageError("an example input is required for a model outside the registry",
+                             "a tensor or a shape", None)
         example = spec.example_shape
     return random_input(tuple(example), seed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 from pathlib import Path
 
 from attndeploy.lint.trt_support import TRT_VERSIONS
@@ -10,7 +11,7 @@ from attndeploy.lint.trt_support import TRT_VERSIONS
 EXIT_OK, EXIT_FINDINGS = 0, 1
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser("lint", help="report what a TensorRT version's ONNX parser will refuse (no GPU needed)")
     p.add_argument("model", type=Path, help="the ONNX model")
     p.add_argument("--trt", default="10", metavar="VERSION",

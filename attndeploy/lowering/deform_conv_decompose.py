@@ -64,12 +64,14 @@ def emit_decompose(w: Any, p: DeformParams, x: Any, weight: Any, offset: Any, ma
     scale = w.op("Div", w.const([2.0, 2.0]), in_hw)                             # [2/H, 2/W]
     shift = w.op("Sub", w.op("Div", w.const([1.0, 1.0]), in_hw), w.const([1.0, 1.0]))
     # offset (N, G_off·kh·kw·2, H', W') -> (N, G_off, kh·kw, 2, H', W'); component 0 is Δy, 1 is Δx
-    off6 = w.op("Reshape", offset, w.op("Concat", _i64(w, [0, g_off, taps, 2]), out_hw, axis=0))
+    # N comes from the shape, not a 0 in the target: TorchScript's shape inference rejects a 0 without a -1.
+    off6 = w.op("Reshape", offset, w.op("Concat", n, _i64(w, [g_off, taps, 2]), out_hw, axis=0))
     parts = []
     for axis in (1, 0):  # GridSample wants (x, y) in the last dim
         s = w.op("Slice", scale, _i64(w, [axis]), _i64(w, [axis + 1]))
         b = w.op("Slice", shift, _i64(w, [axis]), _i64(w, [axis + 1]))
-        size = w.op("Gather", o_shape, _i64(w, 2 + axis))                       # scalar H' or W'
+        # Reshape to [] keeps H' / W' 0-d for Range even after TorchScript folds a static shape.
+        size = w.op("Reshape", w.op("Gather", o_shape, _i64(w, [2 + axis])), _i64(w, np.zeros(0, np.int64)))
         base = _normalised_base(w, p, axis, size, s, b)
         delta = w.op("Slice", off6, _i64(w, [axis]), _i64(w, [axis + 1]), _i64(w, [3]))
         parts.append(w.op("Add", w.op("Mul", delta, s), base))                  # (N, G_off, kh·kw, 1, H', W')

@@ -43,6 +43,25 @@ def _traced_size_source(size: Tensor) -> Optional[tuple[object, int]]:
     return (inputs[0], int(axis)) if isinstance(axis, int) else None
 
 
+# Ops that return a tensor of the same shape (often `self` itself: the tracer then rebinds it).
+SAME_SHAPE_OPS = ("aten::contiguous", "aten::to", "aten::type_as", "aten::detach", "aten::clone", "aten::alias")
+
+
+def _traced_aliases(x: Tensor) -> set[int]:
+    """Unique ids of `x`'s traced value and of the values it is a same-shape copy of."""
+    try:
+        value = torch._C._get_value_trace(x)
+    except RuntimeError:
+        return set()
+    ids = {value.unique()}
+    node = value.node()
+    while node.kind() in SAME_SHAPE_OPS:
+        value = next(iter(node.inputs()))
+        ids.add(value.unique())
+        node = value.node()
+    return ids
+
+
 def same_dim(size: object, x: Tensor, axis: int) -> bool:
     """True iff `size` is `x`'s size along `axis` at every input shape, not just the sample's.
 
@@ -59,13 +78,9 @@ def same_dim(size: object, x: Tensor, axis: int) -> bool:
             if source is None:
                 return False
             value, src_axis = source
-            try:
-                x_value = torch._C._get_value_trace(x)
-            except RuntimeError:
-                return False
             rank = value.type().dim() if hasattr(value.type(), "dim") else None  # type: ignore[union-attr]
             src_axis = src_axis % rank if rank else src_axis
-            return bool(value.unique() == x_value.unique() and src_axis == axis)
+            return src_axis == axis and value.unique() in _traced_aliases(x)
         return size.numel() == 1 and int(size) == x.shape[axis]
     if isinstance(size, int) and not isinstance(size, bool):
         if torch.jit.is_tracing():

@@ -59,6 +59,12 @@ def _plan(x: Tensor, output_size: Any) -> tuple[Any, Any, str] | None:
     return planned[0], planned[1], "+".join(dict.fromkeys(hows))
 
 
+def _contiguous(y: Tensor) -> Tensor:
+    """`y.contiguous()` only when needed: on a contiguous tensor it returns `y` itself, which
+    makes the TorchScript tracer rebind `y` to a new value (``x.size()`` no longer matches it)."""
+    return y if y.is_contiguous() else y.contiguous()
+
+
 def _pool(exact: Callable[[Tensor, Any], Tensor], reduce: Callable[..., Tensor], kind: str, log: RewriteLog,
           caller: Caller, x: Tensor, output_size: Any) -> Tensor | None:
     """x (N, C, H, W) or (C, H, W) pooled per `_plan`; None if torch's own op should run.
@@ -76,12 +82,12 @@ def _pool(exact: Callable[[Tensor, Any], Tensor], reduce: Callable[..., Tensor],
     if is_literal_one(ow):
         y = reduce(y, -1, keepdim=True)
     elif ow is not None:
-        y = exact(y.contiguous(), (None, ow))
+        y = exact(_contiguous(y), (None, ow))
     if is_literal_one(oh):
         y = reduce(y, -2, keepdim=True)
     elif oh is not None:
-        y = exact(y.transpose(-1, -2).contiguous(), (None, oh)).transpose(-1, -2)
-    y = y.contiguous()  # torch's pools return contiguous tensors; later views rely on it
+        y = exact(_contiguous(y.transpose(-1, -2)), (None, oh)).transpose(-1, -2)
+    y = _contiguous(y)  # torch's pools return contiguous tensors; later views rely on it
     log.record(kind, how, caller.site)
     return y.squeeze(0) if unbatched else y
 

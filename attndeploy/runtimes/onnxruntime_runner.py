@@ -1,19 +1,54 @@
-"""ONNX Runtime (CPU) runner."""
+"""ONNX Runtime runner: CPU, CUDA or TensorRT execution provider."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
+from attndeploy.errors import UsageError
+from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+
+# onnxruntime falls back along each list; CPU is always last.
+PROVIDERS = {
+    "onnxruntime-cpu": ("CPUExecutionProvider",),
+    "onnxruntime-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "onnxruntime-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8"}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def check_backend_installed(backend: str) -> None:
+    """`UsageError` unless the first provider of `backend` is in this onnxruntime build."""
+    wanted = PROVIDERS[backend][0]
+    have = available_providers()
+    if wanted not in have:
+        raise UsageError(f"{backend} needs onnxruntime's {wanted}", wanted, f"providers {have}",
+                         "pip install 'attndeploy[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU")
+
 
 class OnnxRuntimeRunner:
-    """Runs an ONNX model in onnxruntime. `infer({name: array}) -> {name: array}`."""
+    """Runs an ONNX model in onnxruntime. `infer({name: array}) -> {name: array}`.
 
-    def __init__(self, model: str | Path | bytes, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
-        self.model, self.providers = model, providers
-        self.session = None
+    Feeds are checked against the model's inputs (names, dtypes, ranks, static dims)
+    with errors that name the input, the expected and the actual value.
+    """
+
+    def __init__(self, model: str | Path | bytes, providers: Sequence[str] = PROVIDERS["onnxruntime-cpu"],
+                 threads: int = 0) -> None:
+        self.model, self.providers, self.threads = model, tuple(providers), threads
+        self.session: Any = None
+        self.specs: list[IOSpec] = []
 
     def activate(self) -> OnnxRuntimeRunner:
         import onnxruntime as ort
@@ -21,7 +56,16 @@ class OnnxRuntimeRunner:
         source = self.model if isinstance(self.model, bytes) else str(self.model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(source, options, providers=list(self.providers))
+        options.intra_op_num_threads = self.threads
+        try:
+            self.session = ort.InferenceSession(source, options, providers=list(self.providers))
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+            label = "the given bytes" if isinstance(self.model, bytes) else str(self.model)
+            raise UsageError("onnxruntime must be able to load the model", "a valid ONNX file",
+                             f"{label}: {str(err).strip().splitlines()[0][:300]}") from err
+        self.specs = [IOSpec(i.name, True, _ORT_DTYPES.get(i.type, i.type),
+                             tuple(d if isinstance(d, int) else -1 for d in i.shape))
+                      for i in self.session.get_inputs()]
         return self
 
     @property
@@ -32,14 +76,15 @@ class OnnxRuntimeRunner:
     def output_names(self) -> list[str]:
         return [o.name for o in self._session().get_outputs()]
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._session().run(None, feeds)
+    def infer(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        arrays = validate_feeds(feeds, self.specs)
+        outputs = self._session().run(None, arrays)
         return dict(zip(self.output_names, outputs, strict=True))
 
     def close(self) -> None:
         self.session = None
 
-    def _session(self):  # noqa: ANN202  (onnxruntime has no type stubs)
+    def _session(self) -> Any:
         if self.session is None:
             raise RuntimeError("OnnxRuntimeRunner used before activate() (use it as a context manager)")
         return self.session

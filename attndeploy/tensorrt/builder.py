@@ -155,7 +155,11 @@ def build_engine(
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     require(onnx_path.is_file(), "the ONNX model must exist", "a readable .onnx file", str(onnx_path))
     onnx_bytes = onnx_path.read_bytes()
-    model = onnx.load_from_string(onnx_bytes)
+    try:
+        model = onnx.load_from_string(onnx_bytes)
+    except Exception as err:  # protobuf's DecodeError
+        raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto",
+                         f"{onnx_path} ({type(err).__name__})") from err
     keep = tuple(sorted(keep_fp32_ops))
     profile = profile or derive_profile(model)
     settings = BuildSettings(precision="fp16" if fp16 else "fp32", tf32=False, workspace_mb=workspace_mb,
@@ -185,8 +189,9 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(parse_bytes, str(onnx_path)):
         errors = parser_errors(parser, model)
+        lint_key = "8.6" if major < 10 else "10" if major == 10 else "11"
         raise EngineBuildFailed(f"TensorRT {platform.tensorrt_version}'s ONNX parser refused {onnx_path.name} "
-                                f"({len(errors)} error(s); `attndeploy lint {onnx_path} --trt {min(major, 11)}` "
+                                f"({len(errors)} error(s); `attndeploy lint {onnx_path} --trt {lint_key}` "
                                 "explains most):\n  " + "\n  ".join(errors))
 
     config = builder.create_builder_config()
@@ -233,4 +238,4 @@ def engine_path_for(onnx_path: str | Path, fp16: bool) -> Path:
     return p.with_name(f"{p.stem}.{'fp16' if fp16 else 'fp32'}.engine")
 
 
-__all__ = ["BuildResult", "EngineBuildFailed", "UsageError", "build_engine", "engine_path_for", "parser_errors"]
+__all__ = ["BuildResult", "EngineBuildFailed", "build_engine", "describe_io", "engine_path_for", "parser_errors"]

@@ -137,8 +137,8 @@ class _Converter:
                 self.home[out] = FLOAT16
             elif ts in fp32_constraints:
                 self.home[out] = FLOAT
-            else:
-                self.home[out] = self.original.get(out, 0)
+            else:  # a custom op (plugin) with float inputs: its outputs are float32 unless inference knows better
+                self.home[out] = self.original.get(out) or (FLOAT if schema is None and fp32_constraints else 0)
         self.nodes.append(node)
 
     def run(self) -> onnx.ModelProto:

@@ -3,6 +3,8 @@
 Which ops stay fp32 (`fp32_plan`):
 - Softmax / LogSoftmax, LayerNormalization, every Reduce* (sums over H·W overflow fp16);
 - the decomposed LayerNorm of opsets < 17 (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div);
+- GridSample and the coordinate arithmetic feeding its grid (deformable convolution's
+  opset < 19 form: fp16 cannot hold pixel positions precisely);
 - the MatMul (and the Mul/Div/Reshape/Transpose... between them) feeding a Softmax, and
   the query/key projections feeding that MatMul: unscaled attention energies reach ~9e4
   (SAGAN, non-local), past fp16's 65504, and fp16-rounded q, k shift the softmax.
@@ -36,6 +38,10 @@ _ENERGY_SOURCES = frozenset({"MatMul", "Gemm", "Einsum"})
 _LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "MaxPool",
                          "AveragePool"})
 _PROJECTIONS = frozenset({"Conv", "MatMul", "Gemm"})
+# Arithmetic on sampling coordinates (base grid + offsets, normalisation) before a GridSample.
+_GRID_PATH_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Concat", "Unsqueeze",
+                            "Squeeze", "Flatten", "Cast", "Gather", "Slice", "Split", "Range", "Expand", "Tile",
+                            "Identity", "Where", "Clip", "Floor", "Ceil"})
 _FOLLOW = {"Reshape": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Where": (1, 2)}  # data inputs only
 
 
@@ -130,8 +136,23 @@ def _energy_paths(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> list[l
     return paths
 
 
+def _grid_paths(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> list[list[onnx.NodeProto]]:
+    """Each GridSample with the coordinate arithmetic feeding its grid (up to, not into, convs).
+
+    fp16 spacing is 0.03 px at x ~ 56 and 1 px past 2048: rounded coordinates move every
+    bilinear weight (the GridSample form of deformable convolution fails fp16 parity).
+    """
+    producer, _, constants = _index(model, nodes)
+    paths = []
+    for sample in (n for n in nodes if n.op_type == "GridSample" and len(n.input) > 1):
+        path, _ = _walk([sample.input[1]], producer, constants, _GRID_PATH_OPS, frozenset())
+        paths.append([sample, *path])
+    return paths
+
+
 def fp32_plan(model: onnx.ModelProto, keep_fp32_ops: Iterable[str] = KEEP_FP32_OPS,
-              attention_energies: bool = True, layernorm_decomposition: bool = True) -> list[Fp32Pin]:
+              attention_energies: bool = True, layernorm_decomposition: bool = True,
+              sampling_grids: bool = True) -> list[Fp32Pin]:
     """The nodes of `model` to keep in fp32, in graph order, each with its reason."""
     keep = frozenset(keep_fp32_ops)
     nodes = list(model.graph.node)  # one wrapper per node: protobuf hands out new ones on each access
@@ -147,6 +168,10 @@ def fp32_plan(model: onnx.ModelProto, keep_fp32_ops: Iterable[str] = KEEP_FP32_O
         for path in _energy_paths(model, nodes):
             for node in path:
                 reasons.setdefault(id(node), "attention energies feeding Softmax (overflow fp16)")
+    if sampling_grids:
+        for path in _grid_paths(model, nodes):
+            for node in path:
+                reasons.setdefault(id(node), "sampling coordinates feeding GridSample (fp16 rounds positions)")
     return [Fp32Pin(node_label(n), n.op_type, reasons[id(n)], tuple(o for o in n.output if o))
             for n in nodes if id(n) in reasons]
 
@@ -173,13 +198,13 @@ def apply_fp32_plan(network: trt.INetworkDefinition, plan: Sequence[Fp32Pin]) ->
 
     Weakly typed networks only (TensorRT 8.6/10): sets `layer.precision` and the type of
     each float output. The builder config must also set FP16 and OBEY_ (or PREFER_)
-    PRECISION_CONSTRAINTS. Constant and shape layers are left alone.
+    PRECISION_CONSTRAINTS. Constant, shape and cast layers are left alone.
     """
     import tensorrt as trt
 
     nodes = {p.node for p in plan}
     outputs = {o for p in plan for o in p.outputs}
-    skip = {trt.LayerType.CONSTANT, trt.LayerType.SHAPE}
+    skip = {trt.LayerType.CONSTANT, trt.LayerType.SHAPE, getattr(trt.LayerType, "CAST", None)}  # CAST: 8.6+
     floats = {trt.float32, trt.float16}
     pinned: list[str] = []
     for i in range(network.num_layers):

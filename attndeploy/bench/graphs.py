@@ -1,0 +1,146 @@
+"""One module's bench state: its two eager models and the graphs/engines made from them, each made once.
+
+`deploy_onnx()` is `attndeploy.export` of the reference (twins swapped in, dynamic N, H,
+W, onnxsim, parity-checked) at the module's first bench shape, reused for every batch.
+`reference_onnx(shape)` is the reference exported as-is (TorchScript, opset 17, static
+at `shape`, no rewrites, no onnxsim) and checked against eager at that shape: a module
+whose reference does not export, or exports to something wrong, is `NotApplicable`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attndeploy.registry import ModuleSpec
+from attndeploy.shapes import Shape, format_shape
+
+REFERENCE_OPSET = 17
+
+
+def _float64_note(path: Path) -> str:
+    """' (it computes in float64: ...)' when the graph at `path` holds float64 tensors, else ''."""
+    import onnx
+
+    from attndeploy.exporting.verify import float64_tensors
+
+    try:
+        found = float64_tensors(onnx.load(str(path)))
+    except Exception:  # the note is a courtesy; the load error is reported anyway
+        return ""
+    return f" (it computes in float64: {', '.join(found[:2])})" if found else ""
+
+
+class NotApplicable(Exception):
+    """The backend cannot measure this module (the reason is the message); not an error of the bench."""
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+@dataclass
+class ModuleContext:
+    """`reference` / `deploy`: eval-mode modules with the same random weights; `workdir` holds the files."""
+
+    name: str
+    spec: ModuleSpec
+    reference: torch.nn.Module
+    deploy: torch.nn.Module
+    example_shape: Shape
+    workdir: Path
+    threads: int
+    opset: int = 17
+    seed: int = 0
+    _deploy: Path | BaseException | None = None
+    _reference: dict[Shape, Path | BaseException] = field(default_factory=dict)
+    _engines: dict[Shape, Path] = field(default_factory=dict)
+    export_info: dict[str, Any] = field(default_factory=dict)
+
+    def deploy_onnx(self) -> Path:
+        """The exported deploy graph (raises the export's error again on every call if it failed)."""
+        if self._deploy is None:
+            self._deploy = self._export_deploy()
+        if isinstance(self._deploy, BaseException):
+            raise self._deploy
+        return self._deploy
+
+    def _export_deploy(self) -> Path | BaseException:
+        from attndeploy.bench.quiet import quiet
+        from attndeploy.exporting.pipeline import export
+
+        try:
+            with quiet() as captured:
+                res = export(self.reference, self.example_shape, self.workdir / f"{self.name}.onnx",
+                             opset=self.opset, dynamic=True, name=self.name, seed=self.seed)
+        except Exception as err:  # reported in the backend's cell, the bench goes on
+            return RuntimeError(f"export failed: {first_line(err)}" + (f" [{captured.tail(2)}]"
+                                                                      if captured.text.strip() else ""))
+        self.export_info = {"onnx": str(res.onnx_path), "opset": res.opset, "exporter": res.exporter,
+                            "parity_passed": res.parity.passed, "max_abs_err": res.parity.max_abs_err,
+                            "nodes": sum(res.node_counts.values()), "seconds": res.seconds}
+        if not res.parity.passed:
+            return RuntimeError(f"the exported deploy graph failed parity: {res.parity.failure_message()[:200]}")
+        return res.onnx_path
+
+    def reference_onnx(self, shape: Shape) -> Path:
+        """The reference exported as-is at `shape`; `NotApplicable` with the reason where it cannot be."""
+        if shape not in self._reference:
+            self._reference[shape] = self._export_reference(shape)
+        found = self._reference[shape]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def _export_reference(self, shape: Shape) -> Path | BaseException:
+        from attndeploy.bench.backends import ort_session
+        from attndeploy.bench.quiet import quiet
+        from attndeploy.exporting.exporters import run_exporter
+        from attndeploy.parity import check_parity, eager_outputs, random_input
+
+        path = self.workdir / f"{self.name}.reference.{format_shape(shape)}.onnx"
+        x = random_input(shape, self.seed + 7)
+        outputs = eager_outputs(self.reference, x)
+        names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+        try:
+            with quiet():
+                run_exporter("torchscript", self.reference, x, path, REFERENCE_OPSET, False, "input", names,
+                             [o.ndim for o in outputs])
+        except Exception as err:
+            return NotApplicable(f"the reference does not export (TorchScript, opset {REFERENCE_OPSET}): "
+                                 f"{first_line(err, 160)}")
+        try:
+            session = ort_session(path, self.threads, ["CPUExecutionProvider"])
+        except Exception as err:
+            return NotApplicable(f"onnxruntime cannot load the reference's export{_float64_note(path)}: "
+                                 f"{first_line(err, 160)}")
+        report = check_parity(self.reference, lambda a: session.run(None, {"input": a}), names, [shape],
+                              self.spec.onnx_tol, "onnxruntime-reference", self.seed)
+        if not report.passed:
+            return NotApplicable(f"the reference's export differs from eager: {report.failure_message()[:160]}")
+        return path
+
+    def engine(self, shape: Shape) -> Path:
+        """A TensorRT fp32 engine of the deploy graph with the profile min = opt = max = `shape`."""
+        if shape not in self._engines:
+            from attndeploy.tensorrt.builder import build_engine
+            from attndeploy.tensorrt.profiles import derive_profile
+
+            onnx_path = self.deploy_onnx()
+            profile = derive_profile(onnx_path, shape, min=shape, opt=shape, max=shape)
+            out = self.workdir / f"{self.name}.{format_shape(shape)}.fp32.engine"
+            self._engines[shape] = build_engine(onnx_path, out, profile=profile).engine_path
+        return self._engines[shape]
+
+    @staticmethod
+    def graph_info(path: Path) -> dict[str, Any]:
+        """Node count and the five most frequent op types of the ONNX file at `path`."""
+        import onnx
+
+        ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+        return {"nodes": sum(ops.values()), "top_op_types": dict(ops.most_common(5))}

@@ -1,0 +1,24 @@
+"""Argument converters that keep our error messages (argparse would replace them with "invalid value")."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+from attndeploy.errors import UsageError
+
+T = TypeVar("T")
+
+
+def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """argparse turns a converter's ValueError into "invalid value"; keep our message instead."""
+
+    def wrapped(text: str) -> T:
+        try:
+            return convert(text)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+
+    wrapped.__name__ = convert.__name__
+    return wrapped

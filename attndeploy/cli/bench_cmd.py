@@ -1,0 +1,115 @@
+"""`attndeploy bench [NAMES...]`: time eager reference, deploy twin and exported graphs, interleaved.
+
+stdout: the table (or, with --json, one JSON object holding every figure); stderr: a
+progress bar. Exit 0 when every runnable backend ran (n/a and skipped are not
+failures), 1 when a backend errored (e.g. the deploy export failed parity), 2 for bad
+usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from attndeploy.cli.export_cmd import argument_type
+from attndeploy.errors import UsageError
+from attndeploy.shapes import parse_shape
+
+
+def parse_batches(text: str) -> list[int]:
+    """`"1,8"` -> `[1, 8]`."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError("--batch must be positive integers joined by ','", "e.g. 1,8", repr(text))
+    return [int(p) for p in parts]
+
+
+def parse_names(text: str) -> list[str]:
+    """`"a,b"` -> `["a", "b"]` (comma-separated names)."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise UsageError("the list must name at least one item", "e.g. onnxruntime,eager-deploy", repr(text))
+    return names
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from attndeploy.bench.plan import DEFAULT_BATCHES
+
+    p = commands.add_parser("bench", help="time eager PyTorch against the exported graphs, interleaved")
+    p.add_argument("names", nargs="*", metavar="NAME", help="registry names (default: all)")
+    p.add_argument("--input", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
+                   help="input shape for every module (default: each module's example shape)")
+    p.add_argument("--batch", type=argument_type(parse_batches), default=None, metavar="N[,N...]",
+                   help=f"batch sizes replacing N (default: {','.join(map(str, DEFAULT_BATCHES))}, "
+                        "or the N of --input)")
+    p.add_argument("--backends", type=argument_type(parse_names), default=None, metavar="B[,B...]",
+                   help="eager-reference, eager-deploy, onnxruntime, onnxruntime-reference, eager-reference-cuda, "
+                        "eager-deploy-cuda, onnxruntime-cuda, onnxruntime-trt, tensorrt (default: all; those "
+                        "not installed are skipped with the reason)")
+    p.add_argument("--threads", type=int, default=None, help="torch and onnxruntime intra-op threads "
+                   "(default: all cores)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per backend first (default 3)")
+    p.add_argument("--iters", type=int, default=30, help="timed interleaved rounds (default 30)")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="stop the rounds of one module and shape after this long, >= 5 rounds (default 10)")
+    p.add_argument("--opset", type=int, default=17, help="opset of the exported deploy graph (default 17)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    p.add_argument("--copy-mib", type=int, default=128, help="size of the bandwidth copy in MiB (default 128)")
+    p.add_argument("--ort-profile", action="store_true",
+                   help="add onnxruntime's per-op-type kernel times (its profiler) to the JSON")
+    p.add_argument("--json", action="store_true", help="one JSON object with every figure on stdout")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="bar chart (needs matplotlib)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    p.set_defaults(run=run)
+
+
+def _busy(threads: int) -> str:
+    """A warning when other processes already load the cores (timings then measure the scheduler too)."""
+    import os
+
+    from attndeploy.bench.plan import all_cores
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return ""
+    if load + threads > all_cores() + 0.5:
+        return (f"warning: load average {load:.1f} on {all_cores()} cores before starting, with {threads} thread(s) "
+                "requested: timings will include waiting for a core (try a quieter machine or --threads 1)")
+    return ""
+
+
+def run(args: argparse.Namespace) -> int:
+    from attndeploy.bench import plan_bench, run_bench
+    from attndeploy.bench.report import format_table
+    from attndeploy.cli.main import print_json, stderr
+    from attndeploy.fileio import ensure_writable_dir
+
+    if args.plot is not None:
+        from attndeploy.bench.plot import require_matplotlib
+
+        require_matplotlib()
+        if args.plot.suffix.lower() != ".png":
+            raise UsageError("--plot writes a PNG file", "a path ending in .png", str(args.plot))
+        ensure_writable_dir(args.plot.parent if str(args.plot.parent) else Path("."))
+    plan = plan_bench(args.names, args.input, args.batch, args.backends or (), args.threads, args.warmup,
+                      args.iters, args.max_seconds, args.opset, args.seed, args.copy_mib, args.ort_profile)
+    for backend, reason in plan.skipped.items():
+        stderr(f"skipping {backend}: {reason}")
+    busy = _busy(plan.threads)
+    if busy:
+        stderr(busy)
+    result = run_bench(plan, progress=args.progress)
+    if args.plot is not None:
+        from attndeploy.bench.plot import plot_bench
+
+        result["plot"] = str(plot_bench(result, args.plot))
+    if args.json:
+        print_json(result)
+    else:
+        print(format_table(result))
+    errors = [(c["module"], c["input"], b, e["reason"]) for c in result["results"]
+              for b, e in c["backends"].items() if e.get("status") == "error"]
+    for module, shape, backend, reason in errors:
+        stderr(f"{backend} failed on {module} {shape}: {reason}")
+    return 1 if errors else 0
