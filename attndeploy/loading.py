@@ -135,8 +135,9 @@ def _read_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line),
-                      _first_line(err))
+        detail = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line), "")
+        if not detail:  # not a refused object: a corrupt or foreign file
+            raise UsageError("cannot read the checkpoint", "a file written by torch.save", _first_line(err)) from err
         raise UsageError("the checkpoint needs arbitrary Python objects unpickled; refused (torch.load with "
                          "weights_only=True)", "a file holding only tensors (a state_dict)", detail[:300],
                          "re-save it where it was trained: torch.save(model.state_dict(), 'weights.pt')") from err

@@ -71,7 +71,7 @@ def test_shape_that_does_not_fit(name, shape, words):
 
 
 @pytest.mark.parametrize("kwargs", [dict(threads=0), dict(iters=0), dict(warmup=-1), dict(batches=[0]),
-                                    dict(opset=12), dict(max_seconds=0)])
+                                    dict(opset=12), dict(max_seconds=0), dict(ort_level="max")])
 def test_bad_settings(kwargs):
     with pytest.raises(UsageError, match="expected"):
         plan_bench(["se"], **kwargs)

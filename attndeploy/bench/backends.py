@@ -70,8 +70,17 @@ def _needs_tensorrt() -> str | None:
     return _needs_cuda()
 
 
-def ort_session(model: Path | bytes, threads: int, providers: list[str], profile_prefix: str | None = None) -> Any:
-    """An onnxruntime session with `threads` intra-op threads, 1 inter-op thread, all graph optimizations."""
+ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+              "none": "ORT_DISABLE_ALL"}
+
+
+def ort_session(model: Path | bytes, threads: int, providers: list[str], profile_prefix: str | None = None,
+                level: str = "all") -> Any:
+    """An onnxruntime session with `threads` intra-op threads, 1 inter-op thread, graph optimization `level`.
+
+    `level`: "all" (onnxruntime's default, with the NCHWc layout transform), "extended"
+    (without it), "basic" or "none" (see `ORT_LEVELS`).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -79,7 +88,7 @@ def ort_session(model: Path | bytes, threads: int, providers: list[str], profile
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
@@ -110,7 +119,7 @@ def _eager(which: str, device: str) -> Callable[[ModuleContext, torch.Tensor], O
 def _ort_open(graph: str, providers: list[str]) -> Callable[[ModuleContext, torch.Tensor], Opened]:
     def open_(ctx: ModuleContext, x: torch.Tensor) -> Opened:
         path = ctx.deploy_onnx() if graph == "deploy" else ctx.reference_onnx(tuple(x.shape))
-        session = ort_session(path, ctx.threads, providers)
+        session = ort_session(path, ctx.threads, providers, level=ctx.ort_level)
         feed_name = session.get_inputs()[0].name
         info = {"onnx": str(path), "providers": session.get_providers(), **ctx.graph_info(path)}
         if providers[0] == "CPUExecutionProvider":
@@ -183,4 +192,5 @@ def unavailable_reason(name: str) -> str | None:
         return f"probe failed: {type(err).__name__}: {err}"
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "Backend", "NotApplicable", "Opened", "ort_session", "unavailable_reason"]
+__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "ORT_LEVELS", "Backend", "NotApplicable", "Opened", "ort_session",
+           "unavailable_reason"]

@@ -57,6 +57,7 @@ class ModuleContext:
     threads: int
     opset: int = 17
     seed: int = 0
+    ort_level: str = "all"
     _deploy: Path | BaseException | None = None
     _reference: dict[Shape, Path | BaseException] = field(default_factory=dict)
     _engines: dict[Shape, Path] = field(default_factory=dict)

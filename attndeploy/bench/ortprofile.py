@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 
-def profile_nodes(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 10, top: int = 8) -> dict[str, Any]:
+def profile_nodes(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 10, top: int = 8,
+                  level: str = "all") -> dict[str, Any]:
     """Per-op-type kernel time (ms per run) of `runs` runs of `onnx_path` on `x` after one warm-up.
 
     Returns {runs, wall_ms_per_run, kernel_ms_per_run, ops: [{op, ms_per_run, share, nodes}]}
@@ -27,7 +28,8 @@ def profile_nodes(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 10, 
     from attndeploy.bench.backends import ort_session
 
     with tempfile.TemporaryDirectory(prefix="attndeploy-ortprof-") as tmp:
-        session = ort_session(onnx_path, threads, ["CPUExecutionProvider"], profile_prefix=str(Path(tmp) / "ort"))
+        session = ort_session(onnx_path, threads, ["CPUExecutionProvider"], profile_prefix=str(Path(tmp) / "ort"),
+                              level=level)
         feeds = {session.get_inputs()[0].name: x}
         session.run(None, feeds)
         t0 = time.perf_counter()

@@ -42,6 +42,7 @@ class BenchPlan:
     seed: int = 0
     copy_mib: int = 128
     ort_profile: bool = False
+    ort_level: str = "all"
 
     @property
     def runnable(self) -> list[str]:
@@ -50,6 +51,7 @@ class BenchPlan:
     def settings(self) -> dict[str, object]:
         return {"threads": self.threads, "warmup": self.warmup, "iters": self.iters, "max_seconds": self.max_seconds,
                 "opset": self.opset, "seed": self.seed, "copy_mib": self.copy_mib, "ort_profile": self.ort_profile,
+                "ort_level": self.ort_level,
                 "backends": self.backends}
 
 
@@ -72,7 +74,7 @@ def _module_shapes(name: str, input_shape: Shape | None, batches: Sequence[int] 
 def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batches: Sequence[int] | None = None,
                backends: Sequence[str] = (), threads: int | None = None, warmup: int = 3, iters: int = 30,
                max_seconds: float = 10.0, opset: int = 17, seed: int = 0, copy_mib: int = 128,
-               ort_profile: bool = False) -> BenchPlan:
+               ort_profile: bool = False, ort_level: str = "all") -> BenchPlan:
     """Validate the arguments into a `BenchPlan`; any bad one raises `UsageError` naming it.
 
     `names`: registry names (default: all). `input_shape`: (N, C, H, W) for every module
@@ -80,7 +82,7 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     without `input_shape`, its N with it). `backends`: names from `BACKENDS` (default:
     all; those that cannot run here are skipped with the reason).
     """
-    from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, unavailable_reason
+    from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, ORT_LEVELS, unavailable_reason
     from attndeploy.exporting.exporters import plan_exporters
 
     modules = list(dict.fromkeys(names)) or list_modules()
@@ -101,6 +103,8 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     require(iters >= 1, "--iters must be positive", ">= 1", iters)
     require(max_seconds > 0, "--max-seconds must be positive", "> 0", max_seconds)
     require(copy_mib >= 1, "--copy-mib must be positive", ">= 1", copy_mib)
+    if ort_level not in ORT_LEVELS:
+        raise unknown_name("onnxruntime optimization level (--ort-level)", ort_level, ORT_LEVELS)
     plan_exporters("auto", opset)  # the opset range attndeploy exports
     for name in modules:
         spec = get_spec(name)
@@ -109,4 +113,4 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     shapes = {name: _module_shapes(name, input_shape, batches) for name in modules}
     skipped = {b: reason for b in chosen if (reason := unavailable_reason(b)) is not None}
     return BenchPlan(modules, shapes, chosen, skipped, threads, warmup, iters, max_seconds, opset, seed, copy_mib,
-                     ort_profile)
+                     ort_profile, ort_level)

@@ -28,7 +28,8 @@ def format_row(module: str, shape: str, backend: str, e: dict[str, Any]) -> str:
     """One table row; a backend that did not run shows its status and reason instead of figures."""
     lead = f"{module:<11} {shape:<12} {backend:<22}"
     if e.get("status") != "ok":
-        return f"{lead} {e.get('status', '?')}: {e.get('reason', '')}"
+        reason = str(e.get("reason", ""))
+        return f"{lead} {e.get('status', '?')}: {reason if len(reason) <= 110 else reason[:107] + '...'}"
     return (f"{lead} {_num(e.get('median_ms'), 10, 3)} {_num(e.get('p90_ms'), 9, 3)} "
             f"{_num(e.get('throughput_per_s'), 9, 1)} {_num(_mib(e.get('peak_rss_bytes')), 8, 1)} "
             f"{_num(_mib(e.get('alloc_peak_bytes')), 9, 1)} {_num(e.get('x_floor'), 8, 1)} "

@@ -42,7 +42,7 @@ def _context(name: str, plan: BenchPlan, workdir: Path) -> ModuleContext:
     reference = randomize_(create(name), plan.seed).eval()
     deploy = to_deploy(reference).eval()
     return ModuleContext(name, spec, reference, deploy, plan.shapes[name][0], workdir, plan.threads, plan.opset,
-                         plan.seed)
+                         plan.seed, plan.ort_level)
 
 
 def _open_all(ctx: ModuleContext, x: Any, plan: BenchPlan, entries: dict[str, dict[str, Any]]) -> dict[str, Opened]:
@@ -88,7 +88,8 @@ def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, A
 
             for name in ("onnxruntime", "onnxruntime-reference"):
                 if name in opened:
-                    entries[name]["profile"] = profile_nodes(Path(entries[name]["onnx"]), x.numpy(), plan.threads)
+                    entries[name]["profile"] = profile_nodes(Path(entries[name]["onnx"]), x.numpy(), plan.threads,
+                                                             level=plan.ort_level)
     finally:
         for handle in opened.values():
             handle.close()

@@ -57,6 +57,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--copy-mib", type=int, default=128, help="size of the bandwidth copy in MiB (default 128)")
     p.add_argument("--ort-profile", action="store_true",
                    help="add onnxruntime's per-op-type kernel times (its profiler) to the JSON")
+    p.add_argument("--ort-level", default="all", metavar="LEVEL",
+                   help="onnxruntime graph optimization: all (default; includes the NCHWc layout transform), "
+                        "extended, basic, none")
     p.add_argument("--json", action="store_true", help="one JSON object with every figure on stdout")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="bar chart (needs matplotlib)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--plot writes a PNG file", "a path ending in .png", str(args.plot))
         ensure_writable_dir(args.plot.parent if str(args.plot.parent) else Path("."))
     plan = plan_bench(args.names, args.input, args.batch, args.backends or (), args.threads, args.warmup,
-                      args.iters, args.max_seconds, args.opset, args.seed, args.copy_mib, args.ort_profile)
+                      args.iters, args.max_seconds, args.opset, args.seed, args.copy_mib, args.ort_profile,
+                      args.ort_level)
     for backend, reason in plan.skipped.items():
         stderr(f"skipping {backend}: {reason}")
     busy = _busy(plan.threads)
