@@ -14,13 +14,14 @@
     out = "models/host_cbam"                     # optional, default models/<recipe name>
 
 Relative paths (a ``.py`` source, weights, out) are taken from the current working
-directory, as CLI arguments are. Every key is validated on load; a bad one raises `UsageError` naming the key, the
-expected and the actual value (an unknown key also suggests the closest known one).
+directory, as CLI arguments are. Every key is validated on load; a bad one raises
+`UsageError` naming the key, the expected and the actual value (an unknown key also
+suggests the closest known one).
 """
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ from typing import Any
 from attndeploy.errors import UsageError, require, unknown_name
 from attndeploy.exporting.exporters import plan_exporters
 from attndeploy.shapes import Shape, format_shape, parse_shape
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the tomli backport, if installed
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
 
 PRECISIONS = ("fp32", "fp16")
 SECTIONS = {"model": ("source", "kwargs", "weights"),
@@ -82,12 +91,12 @@ def _input_shape(value: Any) -> Shape:
 
 def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> Recipe:
     """Validate a parsed TOML document (see the module docstring) into a `Recipe` named `name`."""
-    for section in data:
+    for section, table in data.items():
         if section not in SECTIONS:
             raise unknown_name("recipe section", section, SECTIONS)
-        require(isinstance(data[section], dict), f"recipe section [{section}] must be a table",
-                f"[{section}] with keys", type(data[section]).__name__)
-        for key in data[section]:
+        require(isinstance(table, dict), f"recipe section [{section}] must be a table",
+                f"[{section}] with keys", type(table).__name__)
+        for key in table:
             if key not in SECTIONS[section]:
                 raise unknown_name(f"key in recipe section [{section}]", key, SECTIONS[section])
     model, export = data.get("model", {}), data.get("export", {})
@@ -115,6 +124,8 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the TOML recipe at `path`; its name is the file's stem."""
     path = Path(path).expanduser()
+    require(tomllib is not None, "reading TOML recipes needs Python >= 3.11 (tomllib) or the tomli package",
+            "Python >= 3.11 or `pip install tomli`", sys.version.split()[0])
     require(path.is_file(), "the recipe file must exist", "an existing .toml file", str(path))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import tomllib
 
 from attndeploy.errors import CheckFailed, UsageError, require, unknown_name
 
@@ -90,8 +91,9 @@ def parse_zoo_recipe(data: dict[str, Any], path: Path | None = None) -> ZooRecip
         if section != "zoo":
             raise unknown_name("section in a zoo recipe", section, ["zoo"])
     zoo = data.get("zoo")
-    require(isinstance(zoo, dict), "a zoo recipe needs a [zoo] table", "[zoo] with modules = \"all\" or [names]",
-            type(zoo).__name__ if zoo is not None else "no [zoo] table")
+    if not isinstance(zoo, dict):
+        raise UsageError("a zoo recipe needs a [zoo] table", "[zoo] with modules = \"all\" or [names]",
+                         type(zoo).__name__ if zoo is not None else "no [zoo] table")
     for key in zoo:
         if key not in ZOO_KEYS:
             raise unknown_name("key in recipe section [zoo]", key, ZOO_KEYS)

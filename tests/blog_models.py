@@ -17,6 +17,7 @@ the toolkit has never seen:
 Shapes: every module maps x (N, C, H, W) -> (N, C, H, W) (SAGAN also returns (N, HW, HW)).
 """
 
+# ruff: noqa: RUF059, FURB163, PLR0402  (written as the blog copies are: unused unpacks, math.log(x, 2), import as nn)
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class h_swish(nn.Module):  # noqa: N801  (as in the blog copies)
+class h_swish(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * F.relu6(x + 3) / 6
 
@@ -95,7 +96,7 @@ class MLCABlog(nn.Module):
         return x * att_all
 
 
-def position(H: int, W: int, is_cuda: bool = True) -> torch.Tensor:  # noqa: N803  (official names)
+def position(H: int, W: int, is_cuda: bool = True) -> torch.Tensor:
     if is_cuda:
         loc_w = torch.linspace(-1.0, 1.0, W).cuda().unsqueeze(0).repeat(H, 1)
         loc_h = torch.linspace(-1.0, 1.0, H).cuda().unsqueeze(1).repeat(1, W)
@@ -227,7 +228,7 @@ class SAGANBlog(nn.Module):
 class SKBlog(nn.Module):
     """Selective kernel with CPU `torch.zeros` accumulators and softmax across branches."""
 
-    def __init__(self, features: int, M: int = 2, G: int = 8, r: int = 4, L: int = 16) -> None:  # noqa: N803
+    def __init__(self, features: int, M: int = 2, G: int = 8, r: int = 4, L: int = 16) -> None:
         super().__init__()
         d = max(int(features / r), L)
         self.M = M
@@ -247,19 +248,19 @@ class SKBlog(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.size()
-        feats_U = torch.zeros([b, c, h, w])  # noqa: N806
+        feats_U = torch.zeros([b, c, h, w])
         feats = []
         for conv in self.convs:
             f = conv(x)
             feats.append(f)
-            feats_U = feats_U + f  # noqa: N806
-        feats_S = self.gap(feats_U)  # noqa: N806
-        feats_Z = self.fc(feats_S)  # noqa: N806
+            feats_U = feats_U + f
+        feats_S = self.gap(feats_U)
+        feats_Z = self.fc(feats_S)
         attention_vectors = torch.stack([fc(feats_Z) for fc in self.fcs], dim=1)  # (b, M, c, 1, 1)
         attention_vectors = self.softmax(attention_vectors)
-        feats_V = torch.zeros([b, c, h, w])  # noqa: N806
+        feats_V = torch.zeros([b, c, h, w])
         for i in range(self.M):
-            feats_V = feats_V + feats[i] * attention_vectors[:, i]  # noqa: N806
+            feats_V = feats_V + feats[i] * attention_vectors[:, i]
         return feats_V
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+
 def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
     """Run `onnx_path` in a fresh onnxruntime CPU session on `x`.
 

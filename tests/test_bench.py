@@ -21,7 +21,7 @@ from attndeploy.bench.timing import percentile, summarize, time_interleaved
 from attndeploy.errors import UsageError
 
 CPU_BACKENDS = ["eager-reference", "eager-deploy", "onnxruntime", "onnxruntime-reference"]
-TINY = dict(warmup=1, iters=3, max_seconds=5.0, threads=1, copy_mib=4)
+TINY = {"warmup": 1, "iters": 3, "max_seconds": 5.0, "threads": 1, "copy_mib": 4}
 
 
 @pytest.fixture
@@ -70,8 +70,8 @@ def test_shape_that_does_not_fit(name, shape, words):
     assert all(w in str(info.value) for w in words), str(info.value)
 
 
-@pytest.mark.parametrize("kwargs", [dict(threads=0), dict(iters=0), dict(warmup=-1), dict(batches=[0]),
-                                    dict(opset=12), dict(max_seconds=0), dict(ort_level="max")])
+@pytest.mark.parametrize("kwargs", [{"threads": 0}, {"iters": 0}, {"warmup": -1}, {"batches": [0]}, {"opset": 12},
+                                    {"max_seconds": 0}, {"ort_level": "max"}])
 def test_bad_settings(kwargs):
     with pytest.raises(UsageError, match="expected"):
         plan_bench(["se"], **kwargs)
@@ -220,6 +220,14 @@ def test_table_and_summary(se_result):
         assert "skipped tensorrt:" in table
     rows = summary_rows(se_result)
     assert rows[0]["onnxruntime_x_floor"] > 0 and rows[0]["eager-reference_ms"] > 0
+
+
+def test_plot_writes_a_png(se_result, tmp_path):
+    pytest.importorskip("matplotlib")
+    from attndeploy.bench.plot import plot_bench
+
+    path = plot_bench(se_result, tmp_path / "plots" / "bench.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reference_export_that_onnxruntime_cannot_run_is_na_with_reason():

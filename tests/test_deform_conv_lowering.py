@@ -24,9 +24,18 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from attndeploy.errors import UsageError
-from attndeploy.lowering.deform_conv import (LOWERINGS, PLUGIN_DOMAIN, PLUGIN_FIELDS, PLUGIN_OP, check_deform_inputs,
-                                             check_plugin_node, deform_conv_export, plugin_attributes,
-                                             plugin_nodes_to_onnx, resolve_deform_lowering)
+from attndeploy.lowering.deform_conv import (
+    LOWERINGS,
+    PLUGIN_DOMAIN,
+    PLUGIN_FIELDS,
+    PLUGIN_OP,
+    check_deform_inputs,
+    check_plugin_node,
+    deform_conv_export,
+    plugin_attributes,
+    plugin_nodes_to_onnx,
+    resolve_deform_lowering,
+)
 
 ATOL, RTOL = 1e-4, 1e-3
 

@@ -230,10 +230,10 @@ def test_unreadable_model_is_a_usage_error(tmp_path):
 
 
 def _run_cli(argv):
-    from attndeploy.lint import cli
+    from attndeploy.cli import lint_cmd
 
     parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command"))
+    lint_cmd.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from attndeploy.errors import UsageError
-from attndeploy.matrix import Cell, CellResult, Grid, parse_grid, run_cell, run_matrix, to_markdown, to_text
+from attndeploy.matrix import (
+    Cell,
+    CellResult,
+    Grid,
+    parse_grid,
+    run_cell,
+    run_matrix,
+    to_markdown,
+    to_text,
+)
 from attndeploy.matrix.cells import classify_export_error
 from attndeploy.matrix.readme import read_block, replace_block
 from attndeploy.matrix.render import lint_text
@@ -99,14 +108,14 @@ def test_deformconv_below_16_goes_through_the_plugin():
 
 
 @pytest.mark.parametrize("message,short", [
-    ("export failed with every exporter that can write opset 17: torchscript: minus_one_pos != -1 INTERNAL ASSERT "
-     "FAILED at shape_type_inference.cpp", "exporter internal assert"),
-    ("export failed with every exporter that can write opset 13: torchscript: Exporting the operator "
-     "'aten::col2im' to ONNX opset version 13 is not supported", "unsupported aten::col2im"),
+    (("export failed with every exporter that can write opset 17: torchscript: minus_one_pos != -1 INTERNAL ASSERT "
+      "FAILED at shape_type_inference.cpp"), "exporter internal assert"),
+    (("export failed with every exporter that can write opset 13: torchscript: Exporting the operator "
+      "'aten::col2im' to ONNX opset version 13 is not supported"), "unsupported aten::col2im"),
     ("onnxsim's numeric check failed: the simplified graph differs", "onnxsim numeric check"),
     ("the graph holds float64 tensors (TensorRT has none)", "float64 tensors"),
-    ("export failed with every exporter that can write opset 18: dynamo: the dynamo exporter baked dynamic input "
-     "axes of 'input': dim 2 = 56", "baked dynamic axes"),
+    (("export failed with every exporter that can write opset 18: dynamo: the dynamo exporter baked dynamic input "
+      "axes of 'input': dim 2 = 56"), "baked dynamic axes"),
     ("something odd", "export error"),
 ])
 def test_short_reasons(message, short):
@@ -133,8 +142,8 @@ def test_markdown_is_one_row_per_module_exporter_axes():
     md = to_markdown(grid, results)
     lines = md.splitlines()
     assert "`attndeploy matrix se --opsets 13,18 --trt 8.6,10 --md`" in lines[0]
-    assert lines[2] == "| module | exporter | axes | opset 13 | opset 18 | TRT 8.6 | TRT 10 |"
-    assert lines[4:] == [
+    assert lines[3] == "| module | exporter | axes | opset 13 | opset 18 | TRT 8.6 | TRT 10 |"
+    assert lines[5:] == [
         "| se | torchscript | static | ✓ | ✓ | ✗ opset (18) | ✓ |",
         "| se | torchscript | dynamic | ✓ | ✗ parity 1x64x43x29 | ✓ | ✓ |",
         "| se | dynamo | static | — | ✗ export error | — | — |",

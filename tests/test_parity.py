@@ -40,7 +40,7 @@ class UserCoordAtt(attndeploy.get_spec("coordatt").reference):
 
 def test_dynamo_export_that_bakes_sizes_is_caught_at_other_shapes(tmp_path):
     model = attndeploy.randomize_(UserCoordAtt(64))
-    res = attndeploy.export(model, (1, 64, 56, 56), tmp_path / "user.onnx", opset=18)
+    res = attndeploy.export(model, (1, 64, 56, 56), tmp_path / "user.onnx", opset=18, rewrites=False)
     assert res.exporter == "dynamo" and not res.passed
     message = res.parity.failure_message()
     assert "1x64x43x29" in message and "max abs" in message
@@ -49,8 +49,15 @@ def test_dynamo_export_that_bakes_sizes_is_caught_at_other_shapes(tmp_path):
 
 def test_torchscript_refusal_is_reported_per_exporter(tmp_path):
     with pytest.raises(attndeploy.CheckFailed, match="torchscript: .*adaptive pooling"):
-        attndeploy.export(attndeploy.randomize_(UserCoordAtt(64)), (1, 64, 56, 56), tmp_path / "u.onnx", opset=17)
+        attndeploy.export(attndeploy.randomize_(UserCoordAtt(64)), (1, 64, 56, 56), tmp_path / "u.onnx", opset=17,
+                          rewrites=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_the_same_user_module_exports_with_the_rewrites(opset, tmp_path):
+    res = attndeploy.export(attndeploy.randomize_(UserCoordAtt(64)), (1, 64, 56, 56), tmp_path / "u.onnx", opset=opset)
+    assert res.passed and res.rewrites["counts"].get("adaptive_avg_pool2d", 0) >= 2, res.rewrites
 
 
 def test_report_names_output_shape_and_magnitude(tmp_path):

@@ -12,7 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attndeploy.deploy.pooling import adaptive_avg_pool2d_exact, adaptive_max_pool2d_exact, bin_mask
+from attndeploy.deploy.pooling import (
+    adaptive_avg_pool2d_exact,
+    adaptive_max_pool2d_exact,
+    bin_mask,
+)
 
 SIZES = [1, 2, 3, 4, 5, 7, 8, 13, 16, 29, 56, 64]
 # 144 (in, out) pairs per axis kind: downsampling, upsampling, equal, divisible or not.

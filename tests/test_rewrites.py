@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from attndeploy.errors import UsageError
-from attndeploy.rewrites import PATCHES, RewriteLog, export_rewrites, patch_table, unfold_exact
+from attndeploy.rewrites import (
+    PATCHES,
+    RewriteLog,
+    export_rewrites,
+    patch_table,
+    unfold_exact,
+)
 
 ORIGINAL_AVG, ORIGINAL_MAX = F.adaptive_avg_pool2d, F.adaptive_max_pool2d
 ORIGINAL_UNFOLD, ORIGINAL_LINSPACE = F.unfold, torch.linspace
@@ -44,23 +50,20 @@ def test_patch_table_lists_every_patch_and_restores() -> None:
 
 
 def test_restores_on_error_and_nests() -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with export_rewrites(torch.zeros(1)):
-            with export_rewrites(torch.zeros(1, dtype=torch.float16)) as inner:
-                torch.zeros(2)
-                raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), export_rewrites(torch.zeros(1)):  # noqa: SIM117  (nested on purpose)
+        with export_rewrites(torch.zeros(1, dtype=torch.float16)) as inner:
+            torch.zeros(2)
+            raise RuntimeError("boom")
     assert inner.counts["zeros"] == 1
     assert F.adaptive_avg_pool2d is ORIGINAL_AVG and F.unfold is ORIGINAL_UNFOLD
     assert torch.linspace is ORIGINAL_LINSPACE and F.adaptive_max_pool2d is ORIGINAL_MAX
 
 
 def test_bad_arguments_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match="deform_conv"):
-        with export_rewrites(torch.zeros(1), deform_conv="plugin"):
-            pass
-    with pytest.raises(UsageError, match="example input tensor"):
-        with export_rewrites((1, 3, 8, 8)):  # type: ignore[arg-type]
-            pass
+    with pytest.raises(UsageError, match="deform_conv"), export_rewrites(torch.zeros(1), deform_conv="plugin"):
+        pass
+    with pytest.raises(UsageError, match="example input tensor"), export_rewrites((1, 3, 8, 8)):  # type: ignore[arg-type]
+        pass
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-13), (torch.float32, 2e-6)])
@@ -70,7 +73,7 @@ def test_adaptive_avg_equals_torch_over_size_pairs(dtype: torch.dtype, atol: flo
         for h, oh, w, ow in _pairs_2d():
             x = torch.randn(2, 3, h, w, generator=gen, dtype=dtype)
             torch.testing.assert_close(F.adaptive_avg_pool2d(x, (oh, ow)), ORIGINAL_AVG(x, (oh, ow)), rtol=0,
-                                       atol=atol, msg=lambda m: f"{(h, w)} -> {(oh, ow)}: {m}")
+                                       atol=atol, msg=f"{(h, w)} -> {(oh, ow)}")
     assert log.counts["adaptive_avg_pool2d"] == len(PAIRS) - sum(1 for p in _pairs_2d() if p[1] == p[3] == 1)
 
 
@@ -128,13 +131,20 @@ def test_unfold_bit_exact_over_kernel_stride_dilation_padding() -> None:
 
 def test_linspace_matches_torch() -> None:
     with export_rewrites(torch.zeros(1)) as log:
-        for steps, (start, end) in itertools.product(range(1, 70), [(-1.0, 1.0), (0.0, 1.0), (-3.5, 10.0), (2.0, -2.0)]):
+        ranges = [(-1.0, 1.0), (0.0, 1.0), (-3.5, 10.0), (2.0, -2.0)]
+        for steps, (start, end) in itertools.product(range(1, 70), ranges):
             got = torch.linspace(start, end, steps)
             ref = ORIGINAL_LINSPACE(start, end, steps)
             assert got.dtype == ref.dtype == torch.float32 and got.shape == ref.shape
             torch.testing.assert_close(got, ref, rtol=2e-7, atol=2e-7, msg=f"{start}, {end}, {steps}")
             assert got[0] == start and (steps == 1 or got[-1] == end)  # both ends exact, as torch
     assert log.counts["linspace"] == 69 * 4
+
+
+class _WithBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(2))
 
 
 def test_factories_follow_the_example_device_and_dtype() -> None:
@@ -147,8 +157,10 @@ def test_factories_follow_the_example_device_and_dtype() -> None:
         assert torch.arange(0.0, 1.0, 0.25).dtype == torch.float16
         assert torch.linspace(-1, 1, 5).dtype == torch.float16
         internal = {"__name__": "torch._attndeploy_test_internal", "torch": torch}
-        exec("made = torch.zeros(2)", internal)  # torch's own calls are left alone
+        exec("made = torch.zeros(2)", internal)  # noqa: S102  (torch's own calls are left alone)
+        built = _WithBuffer()  # and so are constructors: parameters keep their dtype and device
     assert internal["made"].device.type == "cpu" and internal["made"].dtype == torch.float32
+    assert built.scale.device.type == "cpu" and built.scale.dtype == torch.float32
     assert log.counts["zeros"] == 2 and log.counts["ones"] == 2 and log.counts["arange"] == 3
     assert "zeros x2" in log.summary() and "test_rewrites.py:" in log.sites["zeros"][0]
 
@@ -157,7 +169,7 @@ class _Pools(nn.Module):
     """Every pool kind with literal sizes, sizes from x.size(), identity, up and down."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n, c, h, w = x.size()
+        _n, _c, h, w = x.size()
         a = F.adaptive_avg_pool2d(x, (5, 7))  # literal sizes: down or up
         b = F.adaptive_avg_pool2d(a, (h, w))  # back to (H, W): sizes from x.size() on another tensor
         i = nn.AdaptiveAvgPool2d((h, 1))(x)  # identity on H (x.size() of x itself), reduction on W

@@ -21,13 +21,11 @@ import attndeploy
 from attndeploy.errors import UsageError
 from attndeploy.parity import check_parity
 from attndeploy.registry import Tolerance
-from attndeploy.tensorrt.builder import build_engine
-from attndeploy.tensorrt.deploy import engine_for_export
-from attndeploy.tensorrt.profiles import derive_profile
-from attndeploy.tensorrt.builder import EngineBuildFailed
-from attndeploy.tensorrt.cache import sidecar_path
-from attndeploy.tensorrt.profiles import InputProfile
 from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+from attndeploy.tensorrt.builder import EngineBuildFailed, build_engine
+from attndeploy.tensorrt.cache import sidecar_path
+from attndeploy.tensorrt.deploy import engine_for_export
+from attndeploy.tensorrt.profiles import InputProfile, derive_profile
 from attndeploy.tensorrt.runner import TensorRTRunner
 
 FP32_TOL = Tolerance(1e-4, 1e-3)  # TF32 off

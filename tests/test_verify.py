@@ -4,7 +4,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from attndeploy.errors import CheckFailed, UsageError
-from attndeploy.exporting.verify import check_no_float64, check_opset, set_min_ir_version
+from attndeploy.exporting.verify import (
+    check_no_float64,
+    check_opset,
+    set_min_ir_version,
+)
 
 
 def tiny_model(opset=17, dtype=TensorProto.FLOAT):

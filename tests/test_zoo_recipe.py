@@ -8,8 +8,15 @@ import pytest
 import attndeploy
 from attndeploy.errors import UsageError
 from attndeploy.exporting.pipeline import ExportFailed
-from attndeploy.recipes_zoo import (ZooExportFailed, ZooRecipe, export_zoo, is_zoo_recipe, load_any_recipe,
-                                    load_zoo_recipe, parse_zoo_recipe)
+from attndeploy.recipes_zoo import (
+    ZooExportFailed,
+    ZooRecipe,
+    export_zoo,
+    is_zoo_recipe,
+    load_any_recipe,
+    load_zoo_recipe,
+    parse_zoo_recipe,
+)
 
 ZOO_TOML = Path(__file__).resolve().parents[1] / "export" / "zoo.toml"
 
@@ -77,7 +84,7 @@ def test_export_zoo_writes_each_module_and_a_summary(tmp_path):
 
 
 def test_a_module_that_cannot_export_does_not_stop_the_others(tmp_path, monkeypatch):
-    import attndeploy.exporting.pipeline as pipeline
+    from attndeploy.exporting import pipeline
 
     real = pipeline.export
 

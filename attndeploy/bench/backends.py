@@ -32,6 +32,9 @@ class Opened:
 
 @dataclass(frozen=True)
 class Backend:
+    """`unavailable()`: None or why not here; `eager`: PyTorch on the CPU (torch.profiler memory applies);
+    `onnx`: runs an ONNX graph."""
+
     name: str
     description: str
     unavailable: Callable[[], str | None]

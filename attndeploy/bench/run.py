@@ -29,8 +29,9 @@ from attndeploy.shapes import Shape, format_shape
 REFERENCE = "eager-reference"
 MEMORY_METHOD = ("peak_rss_bytes: rise of the process's peak RSS (VmHWM reset via /proc/self/clear_refs after gc "
                  "and malloc_trim) while the backend is opened and run twice (ORT: session creation included); "
-                 "alloc_peak_bytes (eager only): peak bytes of tensors allocated in one forward (torch.profiler "
-                 "memory events; input and weights excluded, output included)")
+                 "alloc_peak_bytes (eager CPU only): peak bytes of tensors allocated in one forward (torch.profiler "
+                 "memory events; input and weights excluded, output included); cuda_peak_bytes (eager CUDA): "
+                 "torch.cuda.max_memory_allocated over one call above what was allocated before")
 
 
 def _context(name: str, plan: BenchPlan, workdir: Path) -> ModuleContext:
@@ -64,6 +65,17 @@ def _open_all(ctx: ModuleContext, x: Any, plan: BenchPlan, entries: dict[str, di
     return opened
 
 
+def _cuda_peak(call: Any) -> int:
+    """Peak bytes the CUDA caching allocator held during one call, above what it held before."""
+    import torch
+
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    call()
+    return int(torch.cuda.max_memory_allocated() - before)
+
+
 def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, Any]:
     """Measure every runnable backend of `plan` on one module at `shape` (see the module docstring)."""
     from attndeploy.parity import eager_outputs, random_input
@@ -80,9 +92,11 @@ def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, A
                                   "min_ms": stats.min_s * 1e3, "mean_ms": stats.mean_s * 1e3,
                                   "stdev_ms": stats.stdev_s * 1e3, "throughput_per_s": shape[0] / stats.median_s})
         for name, handle in opened.items():
-            if BACKENDS[name].eager and not name.endswith("cuda"):
+            if BACKENDS[name].eager:
                 peak, ops = torch_alloc_peak(handle.call)
                 entries[name].update({"alloc_peak_bytes": peak, "top_ops": ops})
+            elif name.startswith("eager-") and name.endswith("-cuda"):
+                entries[name]["cuda_peak_bytes"] = _cuda_peak(handle.call)
         if plan.ort_profile:
             from attndeploy.bench.ortprofile import profile_nodes
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attndeploy.cli.export_cmd import argument_type
+from attndeploy.cli.argtypes import argument_type
 from attndeploy.errors import UsageError
 from attndeploy.shapes import parse_shape
 

@@ -24,8 +24,7 @@ def stderr(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attndeploy.cli import export_cmd, list_cmd, run_cmd
-    from attndeploy.lint import cli as lint_cmd
+    from attndeploy.cli import bench_cmd, export_cmd, lint_cmd, list_cmd, matrix_cmd, run_cmd
 
     parser = _Parser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -33,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_parser(commands)
     lint_cmd.add_parser(commands)
     run_cmd.add_parser(commands)
+    bench_cmd.add_parser(commands)
+    matrix_cmd.add_parser(commands)
     return parser
 
 

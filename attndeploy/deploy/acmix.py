@@ -42,13 +42,17 @@ class ACmixDeploy(ACmix):
         """x: (N, C, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)); H, W > kernel_att // 2."""
         s, p, d = self.stride, self.padding_att, self.head_dim
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+        # Per-head channel blocks, (N, head_dim, H, W) each: a static Split. No `unflatten`
+        # (see the module docstring) and no `view` with x.shape (Gather in TorchScript).
+        qs, ks, vs = q.split(d, 1), k.split(d, 1), v.split(d, 1)
 
-        # attention path: (N*head, head_dim, H, W) views
-        q_att = q.unflatten(1, (self.head, d)).flatten(0, 1) * float(d) ** -0.5
-        k_att = k.unflatten(1, (self.head, d)).flatten(0, 1)
-        v_att = v.unflatten(1, (self.head, d)).flatten(0, 1)
+        # attention path: (N*head, head_dim, H, W), batch-major as the reference's view
+        q5 = torch.stack(qs, 1)  # (N, head, head_dim, H, W)
         if s > 1:
-            q_att = q_att[:, :, ::s, ::s]
+            q5 = q5[:, :, :, ::s, ::s]
+        q_att = q5.flatten(0, 1) * float(d) ** -0.5
+        k_att = torch.stack(ks, 1).flatten(0, 1)
+        v_att = torch.stack(vs, 1).flatten(0, 1)
         kp = F.pad(k_att - self._grid(x), (p, p, p, p), mode="reflect")
         vp = F.pad(v_att, (p, p, p, p), mode="reflect")
 
@@ -64,11 +68,14 @@ class ACmixDeploy(ACmix):
         out_att = att[0] * window(vp, 0, 0)
         for n, (i, j) in enumerate(offsets[1:], 1):
             out_att = out_att + att[n] * window(vp, i, j)
-        out_att = out_att.unflatten(0, (-1, self.head)).flatten(1, 2)
+        # back to (N, C_out, H_out, W_out): Reshape to Shape(q5), then a flatten
+        out_att = out_att.reshape_as(q5).flatten(1, 2)
 
-        # convolution path: fc mixes the 3*head (q, k, v per head) maps per head_dim channel
-        qkv = torch.cat([t.unflatten(1, (self.head, d)) for t in (q, k, v)], 1)  # (N, 3*head, d, H, W)
-        f_conv = self.fc(qkv.transpose(1, 2).flatten(0, 1))  # (N*d, kc*kc, H, W)
-        out_conv = self.dep_conv(f_conv.unflatten(0, (-1, d)).flatten(1, 2))
+        # convolution path: fc mixes the 3*head maps (q, k, v per head) of each head_dim channel.
+        # Channels interleaved per head_dim index, (N, head_dim * 3*head, H, W), so that fc is a
+        # grouped 1x1 conv whose output is already dep_conv's layout (head_dim * kc*kc channels).
+        qkv = torch.stack(qs + ks + vs, 2).flatten(1, 2)
+        f_conv = F.conv2d(qkv, self.fc.weight.repeat(d, 1, 1, 1), groups=d)
+        out_conv = self.dep_conv(f_conv)
 
         return self.rate1 * out_att + self.rate2 * out_conv

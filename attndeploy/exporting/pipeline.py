@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,15 +14,32 @@ from torch import nn
 
 from attndeploy.convert import swap_to_deploy
 from attndeploy.errors import CheckFailed, UsageError, require
-from attndeploy.exporting.exporters import dynamic_input_axes, plan_exporters, run_exporter
+from attndeploy.exporting.exporters import (
+    dynamic_input_axes,
+    plan_exporters,
+    run_exporter,
+)
 from attndeploy.exporting.result import ExportResult
 from attndeploy.exporting.simplify import simplify as simplify_model
 from attndeploy.exporting.verify import node_counts, verify
 from attndeploy.fileio import ensure_writable_dir, temp_path, write_bytes_atomic
-from attndeploy.lowering.deform_conv import (PLUGIN_DOMAIN, deform_conv_export, plugin_nodes_to_onnx,
-                                             resolve_deform_lowering)
+from attndeploy.lint.torch_lint import lint_model
+from attndeploy.lowering.deform_conv import (
+    PLUGIN_DOMAIN,
+    deform_conv_export,
+    plugin_nodes_to_onnx,
+    resolve_deform_lowering,
+)
 from attndeploy.parity import check_parity, eager_outputs, random_input
-from attndeploy.registry import ModuleSpec, Tolerance, all_specs, create, get_spec, list_modules
+from attndeploy.registry import (
+    ModuleSpec,
+    Tolerance,
+    all_specs,
+    create,
+    get_spec,
+    list_modules,
+)
+from attndeploy.rewrites import RewriteLog, export_rewrites
 from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from attndeploy.shapes import Shape, format_shape, sweep_shapes
 from attndeploy.weights import randomize_
@@ -66,20 +84,23 @@ def _example(example: torch.Tensor | Sequence[int] | None, spec: ModuleSpec | No
 
 
 def _export_first_that_works(exporters: list[str], model: nn.Module, x: torch.Tensor, tmp: Path, opset: int,
-                             dynamic: bool, outputs: list[np.ndarray], deform_conv: str,
-                             log: Log) -> tuple[str, onnx.ModelProto, list[str]]:
+                             dynamic: bool, outputs: list[np.ndarray], deform_conv: str, rewrites_on: bool,
+                             log: Log) -> tuple[str, onnx.ModelProto, list[str], RewriteLog]:
     names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     axes = dynamic_input_axes(x.dim()) if dynamic else []
     failures: list[str] = []
     for exporter in exporters:
         log(f"exporting with the {exporter} exporter (opset {opset}, {'dynamic' if dynamic else 'static'})")
         try:
-            with deform_conv_export(deform_conv, opset, exporter) as extra:
+            rewriting = export_rewrites(x) if rewrites_on else contextlib.nullcontext(RewriteLog(x.dtype, x.device))
+            with deform_conv_export(deform_conv, opset, exporter) as extra, rewriting as rewrites:
                 warnings = run_exporter(exporter, model, x, tmp, opset, dynamic, INPUT_NAME, names,
                                         [o.ndim for o in outputs], extra)
+            if rewrites.fired:
+                log(f"export-time rewrites: {rewrites.summary()}")
             proto = onnx.load(str(tmp))
             verify(proto, opset, exporter, INPUT_NAME, axes)
-            return exporter, proto, warnings
+            return exporter, proto, warnings, rewrites
         except UsageError:
             raise
         except Exception as err:  # each exporter fails in its own way; all are reported together
@@ -104,10 +125,14 @@ def export(
     log: Log | None = None,
     name: str | None = None,
     deform_conv: str = "auto",
+    rewrites: bool = True,
 ) -> ExportResult:
     """Export `model_or_name` to ONNX and check the file against eager PyTorch.
 
-    Reference modules are swapped for their deploy twins before export; parity compares
+    Reference modules are swapped for their deploy twins before export, the model is
+    linted for export hazards (`attndeploy.lint.torch_lint`), and hazardous calls in user
+    code are routed to exact export-friendly forms while exporting
+    (`attndeploy.rewrites`; `rewrites=False` exports the calls as they are); parity compares
     the written graph in onnxruntime with the *original* model's eager outputs on fresh
     random inputs at the example shape and, if `dynamic`, at a sweep of other shapes
     (batch > 1, odd H and W, non-square). A failed parity returns a result with
@@ -144,11 +169,14 @@ def export(
                          f"{format_shape(shape)}: {str(err).splitlines()[0]}") from err
     deploy, swaps = swap_to_deploy(model)
     log(f"{name}: swapped {len(swaps)} module(s) for deploy twins")
+    findings = lint_model(deploy, x)
+    for finding in findings:
+        log(f"lint: {finding.message()}")
 
     tmp = temp_path(out_path)
     try:
-        used, proto, warnings = _export_first_that_works(exporters, deploy, x, tmp, opset, dynamic, outputs,
-                                                         deform_conv, log)
+        used, proto, warnings, rewrite_log = _export_first_that_works(exporters, deploy, x, tmp, opset, dynamic,
+                                                                      outputs, deform_conv, rewrites, log)
     finally:
         tmp.unlink(missing_ok=True)
     times["export"] = time.perf_counter() - start
@@ -177,5 +205,7 @@ def export(
     stale = out_path.with_name(out_path.stem + ".rejected.onnx") if parity.passed else out_path
     stale.unlink(missing_ok=True)
     write_bytes_atomic(final, data)
+    warnings += [f"lint: {f.message()}" for f in findings if f.rewrite is None]
     return ExportResult(name, final, opset, used, dynamic, shape, parity, swaps, simplify_report,
-                        node_counts(proto), warnings, seed, {k: round(v, 3) for k, v in times.items()})
+                        node_counts(proto), warnings, seed, {k: round(v, 3) for k, v in times.items()},
+                        rewrite_log.to_dict(), [f.to_dict() for f in findings])

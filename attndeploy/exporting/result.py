@@ -27,6 +27,8 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
     seed: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    rewrites: dict = field(default_factory=dict)
+    lint: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -47,4 +49,6 @@ class ExportResult:
             "node_counts": self.node_counts,
             "warnings": self.warnings,
             "seconds": self.seconds,
+            "rewrites": self.rewrites,
+            "lint": self.lint,
         }

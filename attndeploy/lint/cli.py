@@ -1,23 +1,14 @@
-"""`attndeploy lint MODEL.onnx --trt 8.6|10|11 [--json]`: exit 1 when the parser would refuse something."""
+"""`attndeploy lint MODEL.onnx --trt 8.6|10|11 [--json]`: exit 1 when the parser would refuse something.
+
+The command's parser lives in `attndeploy.cli.lint_cmd`, which also lints PyTorch models before export.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
-from pathlib import Path
 
-from attndeploy.lint.trt_support import TRT_VERSIONS
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
-
-
-def add_parser(commands: Any) -> None:
-    p = commands.add_parser("lint", help="report what a TensorRT version's ONNX parser will refuse (no GPU needed)")
-    p.add_argument("model", type=Path, help="the ONNX model")
-    p.add_argument("--trt", default="10", metavar="VERSION",
-                   help=f"TensorRT generation, one of {', '.join(TRT_VERSIONS)} (default 10)")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

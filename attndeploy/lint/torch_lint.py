@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import FrameType
 from typing import Any
 
 import torch
@@ -70,7 +71,7 @@ class TorchFinding:
 
 def _user_site() -> tuple[str, str]:
     """(module of the first frame outside torch.overrides/this file, first non-torch ``file:line``)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     caller = ""
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
@@ -151,8 +152,8 @@ class _Linter(TorchFunctionMode):
         elif name in FACTORIES and not internal and not isinstance(args[0] if args else None, Tensor):
             device = kwargs.get("device")
             if name == "linspace":
-                self.add("linspace", "torch.linspace", f"{PRECISION} (TorchScript computes it in float64) or "
-                         f"{BAKES} (dynamo, steps from x.size())", "linspace", site=site)
+                self.add("linspace", "torch.linspace", f"{FAILS} or {BAKES} (dynamo, steps read from x.size()); "
+                         "older TorchScript symbolics compute it in float64", "linspace", site=site)
             elif device is None:
                 self.add("factory without device", f"torch.{name} without device=",
                          f"{DEVICE}: the default device (CPU), not the input's", name,

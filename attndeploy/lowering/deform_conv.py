@@ -37,11 +37,24 @@ from torch.overrides import TorchFunctionMode
 from attndeploy.errors import UsageError, require, unknown_name
 from attndeploy.lowering.deform_conv_decompose import MIN_OPSET as DECOMPOSE_MIN_OPSET
 from attndeploy.lowering.deform_conv_decompose import emit_decompose
-from attndeploy.lowering.deform_conv_onnx import (DeformParams, OnnxScriptWriter, TorchScriptWriter,
-                                                  check_deform_inputs, emit_onnx, usage_error_in)
-from attndeploy.lowering.deform_conv_plugin import (PLUGIN_DOMAIN, PLUGIN_DOMAIN_VERSION, PLUGIN_FIELDS,
-                                                    PLUGIN_OP, check_plugin_node, emit_plugin, plugin_attributes,
-                                                    plugin_nodes_to_onnx)
+from attndeploy.lowering.deform_conv_onnx import (
+    DeformParams,
+    OnnxScriptWriter,
+    TorchScriptWriter,
+    check_deform_inputs,
+    emit_onnx,
+    usage_error_in,
+)
+from attndeploy.lowering.deform_conv_plugin import (
+    PLUGIN_DOMAIN,
+    PLUGIN_DOMAIN_VERSION,
+    PLUGIN_FIELDS,
+    PLUGIN_OP,
+    check_plugin_node,
+    emit_plugin,
+    plugin_attributes,
+    plugin_nodes_to_onnx,
+)
 
 __all__ = [
     "LOWERINGS", "ONNX_MIN_OPSET", "DECOMPOSE_MIN_OPSET", "OP_NAME", "PLUGIN_DOMAIN", "PLUGIN_OP", "PLUGIN_FIELDS",

@@ -171,6 +171,7 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
 
             threads = max(1, all_cores() // jobs)
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -178,7 +179,12 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
                 futures = {pool.submit(run_cell, cell, trt, seed): i for i, cell in enumerate(cells)}
                 for future in as_completed(futures):
                     i = futures[future]
-                    results[i] = future.result()
+                    try:
+                        results[i] = future.result()
+                    except BrokenProcessPool as err:
+                        raise RuntimeError("a matrix worker process died (out of memory, or the calling script "
+                                           "lacks an `if __name__ == '__main__':` guard); re-run with --jobs 1 "
+                                           f"to see the cell that kills it: {err}") from err
                     bar.set_postfix_str(f"{cells[i].module} {cells[i].exporter} {cells[i].opset}")
                     bar.update()
     return [results[i] for i in range(len(cells))]

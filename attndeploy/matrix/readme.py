@@ -34,8 +34,9 @@ def read_block(text: str, source: str = "README") -> Block:
     require(len(starts) == 1, f"{source} must hold exactly one '<!-- matrix:start ... -->' marker",
             "one start marker, e.g. <!-- matrix:start --opsets 13,17,18,20 -->", f"{len(starts)} found")
     end = END.search(text, starts[0].end())
-    require(end is not None, f"{source} must close the matrix block", "<!-- matrix:end --> after the start marker",
-            "no end marker")
+    if end is None:
+        raise UsageError(f"{source} must close the matrix block", "<!-- matrix:end --> after the start marker",
+                         "no end marker")
     try:
         args = shlex.split(starts[0].group("args"))
     except ValueError as err:

@@ -28,7 +28,8 @@ from attndeploy.registry import create, get_spec
 DOWNSAMPLING = ("spd",)  # registry modules placed as a stage's downsampling layer
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, relu: bool = True) -> nn.Sequential:
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+            relu: bool = True) -> nn.Sequential:
     """Conv (no bias, 'same' padding) -> BN -> optional ReLU: (N, C_in, H, W) -> (N, C_out, H/s, W/s)."""
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
                                nn.BatchNorm2d(out_channels)]
@@ -74,17 +75,22 @@ class HostNet(nn.Module):
         attn: a registry name (see `attndeploy.list_modules()`), or None for no attention.
         width: w; stage channels are (w, 2w, 4w), the neck's 2w. A multiple of 8.
         depths: BasicBlocks per stage.
+        attn_stages: the stages (1, 2, 3) that get an attention module; the others get identity.
     """
 
-    def __init__(self, attn: str | None = "cbam", width: int = 32, depths: tuple[int, int, int] = (1, 1, 1)) -> None:
+    def __init__(self, attn: str | None = "cbam", width: int = 32, depths: tuple[int, int, int] = (1, 1, 1),
+                 attn_stages: tuple[int, ...] = (1, 2, 3)) -> None:
         super().__init__()
         require(isinstance(width, int) and width >= 8 and width % 8 == 0, "host width must be a multiple of 8",
                 "8, 16, 32, ...", width)
         require(len(depths) == 3 and all(isinstance(d, int) and d >= 1 for d in depths),
                 "host depths must be three positive ints", "e.g. (1, 1, 1)", depths)
+        require(all(s in (1, 2, 3) for s in attn_stages), "host attn_stages must be among 1, 2, 3",
+                "e.g. (1, 2, 3)", attn_stages)
         self.attn_name = attn
         self.width = width
         self.depths = tuple(depths)
+        self.attn_stages = tuple(attn_stages)
         chans = (width, 2 * width, 4 * width)
         slot = None if attn in DOWNSAMPLING else attn
         self.stem = conv_bn(3, width, 3, 2)
@@ -95,10 +101,11 @@ class HostNet(nn.Module):
                 blocks: list[nn.Module] = [create(attn, channels=c_in, out_channels=c_out)]
                 blocks += [BasicBlock(c_out, c_out) for _ in range(depth)]
             else:
-                blocks = [BasicBlock(c_in, c_out, stride)] + [BasicBlock(c_out, c_out) for _ in range(depth - 1)]
+                blocks = [BasicBlock(c_in, c_out, stride), *(BasicBlock(c_out, c_out) for _ in range(depth - 1))]
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.attn1, self.attn2, self.attn3 = (attention(slot, c) for c in chans)
+        self.attn1, self.attn2, self.attn3 = (attention(slot if i + 1 in attn_stages else None, c)
+                                              for i, c in enumerate(chans))
         neck = 2 * width
         self.lateral = nn.ModuleList(nn.Conv2d(c, neck, 1) for c in chans)
         self.smooth = nn.ModuleList(conv_bn(neck, neck, 3) for _ in chans)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -108,7 +108,7 @@ _INSTALLED: list[list[tuple[Any, str, Any]]] = []
 
 
 @contextmanager
-def export_rewrites(example: torch.Tensor, deform_conv: Optional[str] = None) -> Iterator[RewriteLog]:
+def export_rewrites(example: torch.Tensor, deform_conv: str | None = None) -> Iterator[RewriteLog]:
     """Route hazardous calls (see `PATCHES`) to exact export-friendly forms while active.
 
     Args:

@@ -10,7 +10,7 @@ would bake the sample's value into the graph).
 from __future__ import annotations
 
 from types import FrameType
-from typing import Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,15 +21,15 @@ INTERNAL_PREFIXES = ("torch", "functorch", "onnx", "onnxscript", "onnxruntime", 
                      "attndeploy.rewrites", "attndeploy.deploy.pooling")
 
 
-def exporting() -> bool:
-    """True inside the TorchScript tracer, `torch.export` or dynamo."""
-    return bool(torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling())
+def _trace_value(t: Tensor) -> Any:
+    """The TorchScript tracer's value for `t` (a `torch._C.Value`); RuntimeError if untraced."""
+    return torch._C._get_value_trace(t)  # type: ignore[attr-defined]
 
 
-def _traced_size_source(size: Tensor) -> Optional[tuple[object, int]]:
+def _traced_size_source(size: Tensor) -> tuple[Any, int] | None:
     """(traced value of the tensor, axis) if `size` is ``aten::size(t, axis)`` in the current trace."""
     try:
-        node = torch._C._get_value_trace(size).node()
+        node = _trace_value(size).node()
     except RuntimeError:  # not part of the trace: a constant
         return None
     while node.kind() in ("prim::NumToTensor", "aten::Int", "aten::ScalarImplicit"):
@@ -50,7 +50,7 @@ SAME_SHAPE_OPS = ("aten::contiguous", "aten::to", "aten::type_as", "aten::detach
 def _traced_aliases(x: Tensor) -> set[int]:
     """Unique ids of `x`'s traced value and of the values it is a same-shape copy of."""
     try:
-        value = torch._C._get_value_trace(x)
+        value = _trace_value(x)
     except RuntimeError:
         return set()
     ids = {value.unique()}
@@ -78,7 +78,7 @@ def same_dim(size: object, x: Tensor, axis: int) -> bool:
             if source is None:
                 return False
             value, src_axis = source
-            rank = value.type().dim() if hasattr(value.type(), "dim") else None  # type: ignore[union-attr]
+            rank = value.type().dim() if hasattr(value.type(), "dim") else None
             src_axis = src_axis % rank if rank else src_axis
             return src_axis == axis and value.unique() in _traced_aliases(x)
         return size.numel() == 1 and int(size) == x.shape[axis]
@@ -102,7 +102,7 @@ class Caller:
     trace frame inspection, and every caller then counts as user code).
     """
 
-    def __init__(self, frame: Optional[FrameType]) -> None:
+    def __init__(self, frame: FrameType | None) -> None:
         self._frame = frame
 
     @property
@@ -122,7 +122,10 @@ class Caller:
 
     @property
     def internal(self) -> bool:
-        """True for callers inside torch, the ONNX stack or this package's own rewrites."""
+        """True for callers inside torch, the ONNX stack or this package's own rewrites, and for
+        constructors (``__init__``: parameters keep the dtype and device the model was built with)."""
+        if self._frame is not None and self._frame.f_code.co_name == "__init__":
+            return True
         return is_internal(self.module)
 
 

@@ -11,8 +11,9 @@
   than the example's) -> the example's device; without `dtype`, a floating result ->
   the example's floating dtype (integer `arange` stays int64).
 
-Calls from torch itself and from the ONNX stack are passed through untouched (see
-`attndeploy.rewrites.dims.INTERNAL_PREFIXES`).
+Calls from torch itself, from the ONNX stack and from constructors (``__init__``, e.g. a
+deploy twin built while exporting) are passed through untouched (see
+`attndeploy.rewrites.dims.Caller.internal`).
 """
 
 from __future__ import annotations
@@ -49,37 +50,33 @@ def _pin(log: RewriteLog, kwargs: dict[str, Any], floating_result: bool) -> list
 def linspace_exact(start: float, end: float, steps: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     """`torch.linspace(start, end, steps)` from `arange`: (steps,), dtype and device as given.
 
-    `steps` may be an int, a traced 0-dim Tensor or a SymInt (kept dynamic).
+    `steps` may be an int, a traced 0-dim Tensor (TorchScript) or a SymInt (dynamo): the
+    count enters the graph from `steps` itself, so it stays dynamic.
     """
     i = torch.arange(steps, device=device)  # int64 indices: exact
-    n = i.shape[0]
     t = i.to(dtype)
-    last = (n - 1) if not isinstance(n, int) else max(n - 1, 1)
-    if isinstance(n, int):
-        half = max(n // 2, 1)
-        step = (end - start) / last
-        return torch.where(i < half, start + step * t, end - step * ((n - 1) - t))
-    count = torch.ones_like(t).sum()  # steps as a tensor of `dtype` (dynamic in both exporters)
-    step = (end - start) / torch.clamp(count - 1, min=1)
-    half = torch.clamp(torch.div(count, 2, rounding_mode="floor"), min=1)
-    return torch.where(t < half, start + step * t, end - step * ((count - 1) - t))
+    if isinstance(steps, Tensor):
+        count = steps.to(dtype=dtype, device=device)
+        step = (end - start) / torch.clamp(count - 1, min=1)
+        half = torch.clamp(torch.div(count, 2, rounding_mode="floor"), min=1)
+        return torch.where(t < half, start + step * t, end - step * ((count - 1) - t))
+    step_ = (end - start) / torch.sym_max(steps - 1, 1)
+    return torch.where(i < torch.sym_max(steps // 2, 1), start + step_ * t, end - step_ * ((steps - 1) - t))
 
 
 def linspace(original: Callable[..., Any], log: RewriteLog, caller: Caller, *args: Any, **kwargs: Any) -> Tensor:
     """The `torch.linspace` patch (see the module docstring)."""
     names = ("start", "end", "steps")
-    bound = dict(zip(names, args))
-    for name in names:
-        if name in kwargs:
-            bound[name] = kwargs.pop(name)
-    rest = {k: v for k, v in kwargs.items() if k not in ("dtype", "device", "requires_grad")}
+    bound = {**dict(zip(names, args)), **{n: kwargs[n] for n in names if n in kwargs}}
+    rest = {k for k in kwargs if k not in (*names, "dtype", "device", "requires_grad")}
     if (caller.internal or rest or len(args) > 3 or set(bound) != set(names)
             or not all(isinstance(bound[k], Number) and not isinstance(bound[k], bool) for k in ("start", "end"))
             or kwargs.get("dtype") not in (None, torch.float16, torch.bfloat16, torch.float32, torch.float64)):
         return original(*args, **kwargs)
-    _pin(log, kwargs, floating_result=True)
-    dtype = kwargs["dtype"] if kwargs.get("dtype") is not None else torch.get_default_dtype()
-    out = linspace_exact(float(bound["start"]), float(bound["end"]), bound["steps"], dtype, kwargs["device"])
+    options = {k: kwargs.get(k) for k in ("dtype", "device")}
+    _pin(log, options, floating_result=True)
+    dtype = options["dtype"] if options["dtype"] is not None else torch.get_default_dtype()
+    out = linspace_exact(float(bound["start"]), float(bound["end"]), bound["steps"], dtype, log.device)
     log.record("linspace", "arange", caller.site)
     return out.requires_grad_() if kwargs.get("requires_grad") else out
 

@@ -24,7 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attndeploy.deploy.pooling import adaptive_avg_pool2d_exact, adaptive_max_pool2d_exact
+from attndeploy.deploy.pooling import (
+    adaptive_avg_pool2d_exact,
+    adaptive_max_pool2d_exact,
+)
 from attndeploy.rewrites.dims import Caller, is_literal_one, same_dim
 from attndeploy.rewrites.log import RewriteLog
 
@@ -45,7 +48,7 @@ def _plan(x: Tensor, output_size: Any) -> tuple[Any, Any, str] | None:
     if (is_literal_one(oh) and is_literal_one(ow)) or (oh is None and ow is None):
         return None  # global pooling or a no-op: torch exports these exactly
     hows: list[str] = []
-    planned = []
+    planned: list[Any] = []
     for size, axis in ((oh, -2), (ow, -1)):
         if size is None or same_dim(size, x, axis):
             planned.append(None)
@@ -139,7 +142,8 @@ def avg_pool2d(original: Callable[..., Any], log: RewriteLog, caller: Caller, in
 
 
 def max_pool2d(original: Callable[..., Any], log: RewriteLog, caller: Caller, input: Tensor, kernel_size: Any,
-               stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
+               stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Any:
     """`F.max_pool2d`; a whole-input window (values only) -> `amax` over (H, W): (N, C, 1, 1)."""
     if not return_indices and _is_zero(padding) and _is_one(dilation) and covers_input(input, kernel_size):
         log.record("max_pool2d", "whole-input amax", caller.site)

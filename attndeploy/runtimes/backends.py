@@ -6,7 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from attndeploy.errors import require, unknown_name
-from attndeploy.runtimes.onnxruntime_runner import PROVIDERS, OnnxRuntimeRunner, check_backend_installed
+from attndeploy.runtimes.onnxruntime_runner import (
+    PROVIDERS,
+    OnnxRuntimeRunner,
+    check_backend_installed,
+)
 
 FILE_BACKENDS = (*PROVIDERS, "tensorrt")
 

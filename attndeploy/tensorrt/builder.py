@@ -44,7 +44,12 @@ from attndeploy.tensorrt.cache import (
     write_entry,
     write_timing_cache,
 )
-from attndeploy.tensorrt.precision import KEEP_FP32_OPS, apply_fp32_plan, convert_onnx_to_fp16, fp32_plan
+from attndeploy.tensorrt.precision import (
+    KEEP_FP32_OPS,
+    apply_fp32_plan,
+    convert_onnx_to_fp16,
+    fp32_plan,
+)
 from attndeploy.tensorrt.profiles import Profile, derive_profile
 
 if TYPE_CHECKING:

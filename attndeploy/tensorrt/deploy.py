@@ -23,7 +23,12 @@ from attndeploy.parity import ParityReport, check_parity
 from attndeploy.registry import ModuleSpec, Tolerance
 from attndeploy.shapes import Shape, format_shape, sweep_shapes
 from attndeploy.tensorrt._api import require_tensorrt
-from attndeploy.tensorrt.builder import DEFAULT_WORKSPACE_MB, BuildResult, build_engine, engine_path_for
+from attndeploy.tensorrt.builder import (
+    DEFAULT_WORKSPACE_MB,
+    BuildResult,
+    build_engine,
+    engine_path_for,
+)
 from attndeploy.tensorrt.precision import KEEP_FP32_OPS
 from attndeploy.tensorrt.profiles import Override, Profile, derive_profile
 from attndeploy.tensorrt.runner import TensorRTRunner

@@ -21,10 +21,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attndeploy.errors import UsageError, require
-from attndeploy.shapes import format_shape
-from attndeploy.tensorrt._api import current_platform, dims, dtype_name, load_plugins, logged, make_logger
-from attndeploy.tensorrt.cache import check_compatible, read_metadata, sidecar_path, verify_engine_bytes
 from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+from attndeploy.shapes import format_shape
+from attndeploy.tensorrt._api import (
+    current_platform,
+    dims,
+    dtype_name,
+    load_plugins,
+    logged,
+    make_logger,
+)
+from attndeploy.tensorrt.cache import (
+    check_compatible,
+    read_metadata,
+    sidecar_path,
+    verify_engine_bytes,
+)
 from attndeploy.tensorrt.profiles import InputProfile
 
 if TYPE_CHECKING:

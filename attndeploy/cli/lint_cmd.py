@@ -1,0 +1,58 @@
+"""`attndeploy lint`: an ONNX file against a TensorRT parser, or a PyTorch model before export.
+
+    attndeploy lint MODEL.onnx --trt 8.6|10|11 [--json]
+    attndeploy lint NAME|pkg.module:factory|file.py --input NxCxHxW [--kwargs JSON] [--weights FILE] [--json]
+
+The pre-export lint names every call that would fail to export, export with baked
+shapes, or lose precision, by module path, and the rewrite that handles it. Exit 0:
+nothing found, or only what the export-time rewrites handle; 1: a finding that needs a
+code change (or, for ONNX, a parser error); 2: bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from attndeploy.cli.model_source import add_model_arguments, resolve_source
+from attndeploy.lint.trt_support import TRT_VERSIONS
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("lint", help="TensorRT-readiness of an ONNX file, or export hazards of a PyTorch model")
+    p.add_argument("model", help="MODEL.onnx, or a registry name, pkg.module:factory, path/to/file.py[:factory]")
+    p.add_argument("--trt", default="10", metavar="VERSION",
+                   help=f"for ONNX files: TensorRT generation, one of {', '.join(TRT_VERSIONS)} (default 10)")
+    add_model_arguments(p)
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.model.endswith(".onnx"):
+        from attndeploy.lint import cli as onnx_lint
+
+        args.model = Path(args.model)
+        return onnx_lint.run(args)
+    return _lint_torch(args)
+
+
+def _lint_torch(args: argparse.Namespace) -> int:
+    from attndeploy.cli.main import print_json
+    from attndeploy.lint.torch_lint import lint_model
+    from attndeploy.parity import random_input
+
+    source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
+    findings = lint_model(source.model.eval(), random_input(source.example, args.seed))
+    unhandled = [f for f in findings if f.rewrite is None]
+    if args.json:
+        print_json({"model": args.model, "input": list(source.example), "passed": not unhandled,
+                    "findings": [f.to_dict() for f in findings]})
+    else:
+        for f in findings:
+            print(f.message())
+        print(f"{args.model}: {len(findings)} finding(s), {len(findings) - len(unhandled)} handled by the "
+              f"export-time rewrites, {len(unhandled)} needing a code change")
+    return 1 if unhandled else 0

@@ -1,0 +1,83 @@
+"""What `export` and `lint` are given: a registry name, `pkg.module:factory`, a `.py` file, or a recipe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from attndeploy.cli.argtypes import argument_type
+from attndeploy.errors import UsageError, require
+from attndeploy.registry import ModuleSpec, create, get_spec, list_modules
+from attndeploy.shapes import Shape, format_shape, parse_shape
+from attndeploy.weights import randomize_
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', f"{text!r} ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', repr(text))
+    return value
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
+                   help="example input shape (default for registry names: the module's example shape)")
+    p.add_argument("--kwargs", type=argument_type(_json_object), default={}, metavar="JSON",
+                   help='constructor / factory arguments, e.g. \'{"channels": 32, "reduction": 8}\'')
+    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                   help="a checkpoint (state_dict), loaded with torch.load(weights_only=True)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and parity inputs")
+
+
+def is_registry_name(source: str) -> bool:
+    return ":" not in source and not source.endswith(".py")
+
+
+@dataclass
+class ModelSource:
+    """The model to export, its name, the example shape, and the registry spec when it has one."""
+
+    name: str
+    model: nn.Module
+    example: Shape
+    spec: ModuleSpec | None
+
+
+def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any], weights: Path | None,
+                   seed: int) -> ModelSource:
+    """Registry names get random non-zero weights unless `weights` is given; other sources need `input_shape`."""
+    from attndeploy.loading import load_model, load_weights
+
+    if is_registry_name(source):
+        spec = get_spec(source)
+        model = create(source, **kwargs)
+        model = load_weights(model, weights) if weights is not None else randomize_(model, seed)
+        if input_shape is None:
+            n, _, h, w = spec.example_shape
+            input_shape = (n, getattr(model, "channels", spec.example_shape[1]), h, w)
+        return ModelSource(source, model, input_shape, spec)
+    if input_shape is None:
+        raise UsageError(f"--input is required for {source!r} (only registry names have a default)",
+                         "--input NxCxHxW", "no --input", f"registry names: {', '.join(list_modules())}")
+    name = source.rsplit(":", 1)[-1] if ":" in source else Path(source).stem
+    model = load_model(source, kwargs, weights)
+    check_image_input(model, input_shape)
+    return ModelSource(name, model, input_shape, None)
+
+
+def check_image_input(model: nn.Module, shape: Shape) -> None:
+    """A model whose first layer is a Conv2d takes (N, C, H, W) with C = its in_channels."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Conv1d, nn.Conv3d))), None)
+    if isinstance(first, nn.Conv2d):
+        require(len(shape) == 4, "--input must be (N, C, H, W): the model's first layer is a Conv2d", "rank 4",
+                f"rank {len(shape)} {format_shape(shape)}")
+        require(shape[1] == first.in_channels, "--input channels must equal the first Conv2d's in_channels",
+                first.in_channels, f"{shape[1]} in {format_shape(shape)}")
