@@ -21,7 +21,7 @@ suggests the closest known one).
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,6 @@ from typing import Any
 from attndeploy.errors import UsageError, require, unknown_name
 from attndeploy.exporting.exporters import plan_exporters
 from attndeploy.shapes import Shape, format_shape, parse_shape
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: the tomli backport, if installed
-    try:
-        import tomli as tomllib
-    except ModuleNotFoundError:
-        tomllib = None
 
 PRECISIONS = ("fp32", "fp16")
 SECTIONS = {"model": ("source", "kwargs", "weights"),
@@ -66,7 +58,7 @@ class Recipe:
                 "precision": self.precision, "out": str(self.out_dir), "path": str(self.path) if self.path else None}
 
 
-def _typed(table: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...], expected: str,
+def typed_value(table: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...], expected: str,
            default: Any) -> Any:
     if key not in table:
         return default
@@ -103,29 +95,27 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
     require("source" in model, "recipe key [model].source is required", "'pkg.module:factory' or "
             "'path/to/file.py:factory'", "no [model].source")
     require("input" in export, "recipe key [export].input is required", "e.g. [1, 3, 224, 224]", "no [export].input")
-    source = _typed(model, "model", "source", str, "a string 'pkg.module:factory'", None)
+    source = typed_value(model, "model", "source", str, "a string 'pkg.module:factory'", None)
     require(source.strip() != "", "recipe key [model].source must not be empty", "'pkg.module:factory'", repr(source))
-    kwargs = _typed(model, "model", "kwargs", dict, "a table, e.g. { attn = 'cbam' }", {})
-    weights = _typed(model, "model", "weights", str, "a path string", None)
-    exporter = _typed(export, "export", "exporter", str, "auto, torchscript or dynamo", "auto")
-    opset = _typed(export, "export", "opset", int, "an int, e.g. 17", 17)
+    kwargs = typed_value(model, "model", "kwargs", dict, "a table, e.g. { attn = 'cbam' }", {})
+    weights = typed_value(model, "model", "weights", str, "a path string", None)
+    exporter = typed_value(export, "export", "exporter", str, "auto, torchscript or dynamo", "auto")
+    opset = typed_value(export, "export", "opset", int, "an int, e.g. 17", 17)
     plan_exporters(exporter, opset)  # raises UsageError for an unknown exporter or an opset it cannot write
-    precision = _typed(export, "export", "precision", str, " or ".join(PRECISIONS), "fp32")
+    precision = typed_value(export, "export", "precision", str, " or ".join(PRECISIONS), "fp32")
     require(precision in PRECISIONS, "recipe key [export].precision must be a known precision",
             "one of " + ", ".join(PRECISIONS), repr(precision))
-    out = _typed(export, "export", "out", str, "a folder path", None)
+    out = typed_value(export, "export", "out", str, "a folder path", None)
     return Recipe(
         name=name, source=source, input_shape=_input_shape(export["input"]), kwargs=dict(kwargs),
         weights=Path(weights) if weights else None,
-        dynamic=_typed(export, "export", "dynamic", bool, "true or false", True), opset=opset, exporter=exporter,
+        dynamic=typed_value(export, "export", "dynamic", bool, "true or false", True), opset=opset, exporter=exporter,
         precision=precision, out_dir=Path(out) if out else Path("models") / name, path=path)
 
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the TOML recipe at `path`; its name is the file's stem."""
     path = Path(path).expanduser()
-    require(tomllib is not None, "reading TOML recipes needs Python >= 3.11 (tomllib) or the tomli package",
-            "Python >= 3.11 or `pip install tomli`", sys.version.split()[0])
     require(path.is_file(), "the recipe file must exist", "an existing .toml file", str(path))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
-
 from attndeploy.errors import CheckFailed, UsageError, require, unknown_name
+from attndeploy.recipes import typed_value
 
 if TYPE_CHECKING:
     from attndeploy.exporting.result import ExportResult
@@ -61,15 +61,6 @@ class ZooExportFailed(CheckFailed):
         self.results, self.failures = results, failures
 
 
-def _typed(zoo: dict[str, Any], key: str, kind: type, expected: str, default: Any) -> Any:
-    if key not in zoo:
-        return default
-    value = zoo[key]
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    require(ok, f"recipe key [zoo].{key} has the wrong type", expected, f"{value!r} ({type(value).__name__})")
-    return value
-
-
 def _modules(value: Any) -> tuple[str, ...]:
     from attndeploy.registry import get_spec, list_modules
 
@@ -98,13 +89,13 @@ def parse_zoo_recipe(data: dict[str, Any], path: Path | None = None) -> ZooRecip
         if key not in ZOO_KEYS:
             raise unknown_name("key in recipe section [zoo]", key, ZOO_KEYS)
     require("modules" in zoo, "recipe key [zoo].modules is required", '"all" or a list of names', "no modules key")
-    opset = _typed(zoo, "opset", int, "an int, e.g. 17", 17)
-    exporter = _typed(zoo, "exporter", str, "auto, torchscript or dynamo", "auto")
+    opset = typed_value(zoo, "zoo", "opset", int, "an int, e.g. 17", 17)
+    exporter = typed_value(zoo, "zoo", "exporter", str, "auto, torchscript or dynamo", "auto")
     plan_exporters(exporter, opset)  # an unknown exporter, or an opset it cannot write
-    out = _typed(zoo, "out", str, "a folder path", "models")
+    out = typed_value(zoo, "zoo", "out", str, "a folder path", "models")
     require(out.strip() != "", "recipe key [zoo].out must not be empty", "a folder path", repr(out))
-    return ZooRecipe(_modules(zoo["modules"]), opset, _typed(zoo, "dynamic", bool, "true or false", True),
-                     Path(out), exporter, _typed(zoo, "seed", int, "an int", 0), path)
+    return ZooRecipe(_modules(zoo["modules"]), opset, typed_value(zoo, "zoo", "dynamic", bool, "true or false", True),
+                     Path(out), exporter, typed_value(zoo, "zoo", "seed", int, "an int", 0), path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

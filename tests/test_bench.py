@@ -24,28 +24,6 @@ CPU_BACKENDS = ["eager-reference", "eager-deploy", "onnxruntime", "onnxruntime-r
 TINY = {"warmup": 1, "iters": 3, "max_seconds": 5.0, "threads": 1, "copy_mib": 4}
 
 
-@pytest.fixture
-def cli(monkeypatch):
-    """`attndeploy.cli.main.main`, with `bench` and `matrix` registered if cli/main.py does not register them yet."""
-    import argparse
-
-    import attndeploy.cli.main as main_mod
-    from attndeploy.cli import bench_cmd, matrix_cmd
-
-    original = main_mod.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        for name, module in (("bench", bench_cmd), ("matrix", matrix_cmd)):
-            if name not in commands.choices:
-                module.add_parser(commands)
-        return parser
-
-    monkeypatch.setattr(main_mod, "build_parser", build)
-    return main_mod.main
-
-
 # -- bad input: UsageError naming rule, expected, actual; exit 2 ------------------------------------------------
 
 def test_unknown_module_lists_and_suggests():

@@ -21,13 +21,6 @@ from attndeploy.weights import randomize_
 EXAMPLE = (1, 3, 64, 64)
 PARITY = [EXAMPLE, (2, 3, 64, 64), (2, 3, 96, 80), (1, 3, 96, 80)]  # two resolutions, batch 2
 HAS_DEFORM_LOWERING = importlib.util.find_spec("attndeploy.lowering.deform_conv") is not None
-# The ACmix deploy twin exports wrong through the TorchScript exporter in this network: in
-# stage 2 (not alone, not in stage 3 only, not without the FPN neck), its grid's
-# `ones_like(x[...])` is folded to a Constant of the sample's size and onnxruntime fails at
-# 96x80 ("broadcast 16 by 20"). The dynamo exporter is right (test_host_acmix_dynamo).
-# The fix belongs in attndeploy/deploy/acmix.py; strict, so the fix shows up here.
-ACMIX_TS = pytest.mark.xfail(strict=True, reason="ACmixDeploy grid folded to the sample size by the TorchScript "
-                                                 "exporter in the host's stage 2 (deploy/acmix.py)")
 
 
 def _names() -> list[object]:
@@ -36,8 +29,6 @@ def _names() -> list[object]:
         marks = [pytest.mark.slow]
         if name == "deformconv" and not HAS_DEFORM_LOWERING:
             marks.append(pytest.mark.skip(reason="attndeploy.lowering.deform_conv is not there yet"))
-        if name == "acmix":
-            marks.append(ACMIX_TS)
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

@@ -29,28 +29,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SMALL = ["se", "--opsets", "17,18", "--axes", "dynamic", "--trt", "8.6,10"]
 
 
-@pytest.fixture
-def cli(monkeypatch):
-    """`attndeploy.cli.main.main`, with `bench` and `matrix` registered if cli/main.py does not register them yet."""
-    import argparse
-
-    import attndeploy.cli.main as main_mod
-    from attndeploy.cli import bench_cmd, matrix_cmd
-
-    original = main_mod.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        for name, module in (("bench", bench_cmd), ("matrix", matrix_cmd)):
-            if name not in commands.choices:
-                module.add_parser(commands)
-        return parser
-
-    monkeypatch.setattr(main_mod, "build_parser", build)
-    return main_mod.main
-
-
 # -- the grid ---------------------------------------------------------------------------------------------------
 
 def test_default_grid_is_the_full_registry():

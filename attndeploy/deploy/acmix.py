@@ -8,7 +8,16 @@ Same parameters as `attndeploy.layers.acmix.ACmix`; only `forward` differs:
   shift(pad(k)) - shift(pad(pe)) = shift(pad(k - pe)); the official q . q_pe term is
   constant over the window and cancels in the softmax, so it is dropped;
 - the positional grid comes from indices counted in `x.dtype` on `x.device` (no
-  linspace, no float64, no H or W baked into the graph, no Gather on the shape).
+  linspace, no float64, no H or W baked into the graph, no Gather on the shape);
+- heads are split from channels with a static `split` + `stack`, never `unflatten`:
+  TorchScript's unflatten (Shape, Slice up to a `Mod` of constants, Concat, Reshape) is
+  opaque to the exporter's shape inference, which then keeps the traced static shape. The
+  output then claims the sample's H x W, and a `t.shape` read of it downstream (the host
+  FPN's `interpolate(size=c3.shape[-2:])`) is folded to a Constant of the sample size;
+  the graph fails at other sizes. The way back to (N, C_out, ·, ·) is `reshape_as` a
+  tensor of the target shape (Shape, Reshape) and a `flatten`, both shape-inferable;
+- the conv path's fc runs as a grouped 1x1 conv (groups=head_dim, weight repeated) on
+  channels interleaved per head_dim index, so its output is already dep_conv's layout.
 """
 
 from __future__ import annotations

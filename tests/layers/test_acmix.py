@@ -179,6 +179,36 @@ def test_deploy_has_no_unfold_or_linspace():
     assert calls == []
 
 
+class _ReadsOutputShape(nn.Module):
+    """The twin, then a read of its output's H, W (as the host FPN's `interpolate(size=c.shape[-2:])`)."""
+
+    def __init__(self, twin: nn.Module) -> None:
+        super().__init__()
+        self.twin = twin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.twin(x)
+        return y + torch.nn.functional.interpolate(y[:, :, ::2, ::2], size=y.shape[-2:], mode="nearest")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_deploy_twin_output_shape_stays_dynamic_in_torchscript_export(stride, tmp_path):
+    """Regression: with `unflatten` the TorchScript exporter kept the traced H x W for the twin's
+    output, folded the downstream shape read to a Constant, and onnxruntime failed at other sizes."""
+    import warnings
+
+    from tests.helpers import assert_onnx_matches_eager
+
+    model = _ReadsOutputShape(randomize(ACmixDeploy(**dict(SMALL, stride=stride)), seed=7)).eval()
+    path = tmp_path / "acmix_reader.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 8, 8, 8),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"], do_constant_folding=True,
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "ho", 3: "wo"}})
+    assert_onnx_matches_eager(path, model, [(1, 8, 8, 8), (2, 8, 12, 10), (1, 8, 9, 7)], atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kwargs,rule", [
     (dict(channels=8, out_channels=10, head=4), "out_channels must be divisible by head=4"),
     (dict(channels=8, out_channels=8, kernel_att=6), "kernel_att must be a positive odd number"),
