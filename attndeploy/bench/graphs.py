@@ -3,8 +3,9 @@
 `deploy_onnx()` is `attndeploy.export` of the reference (twins swapped in, dynamic N, H,
 W, onnxsim, parity-checked) at the module's first bench shape, reused for every batch.
 `reference_onnx(shape)` is the reference exported as-is (TorchScript, opset 17, static
-at `shape`, no rewrites, no onnxsim) and checked against eager at that shape: a module
-whose reference does not export, or exports to something wrong, is `NotApplicable`.
+at `shape`, else with dynamic axes; no rewrites, no onnxsim) and checked against eager at
+that shape: a module whose reference does not export, or exports to something wrong, is
+`NotApplicable`.
 """
 
 from __future__ import annotations
@@ -99,18 +100,33 @@ class ModuleContext:
         return found
 
     def _export_reference(self, shape: Shape) -> Path | BaseException:
+        """Static first; where that fails or onnxruntime cannot load it, the same with dynamic axes.
+
+        (ACmix's reference, static, has its linspace encoding folded into float64 constants,
+        which onnxruntime's Conv cannot take; exported with dynamic axes it stays float32.)
+        """
+        reasons = []
+        for dynamic in (False, True):
+            found = self._export_reference_as(shape, dynamic)
+            if isinstance(found, Path):
+                return found
+            reasons.append(f"{'dynamic' if dynamic else 'static'}: {found}")
+        return NotApplicable("; ".join(reasons))
+
+    def _export_reference_as(self, shape: Shape, dynamic: bool) -> Path | BaseException:
         from attndeploy.bench.backends import ort_session
         from attndeploy.bench.quiet import quiet
         from attndeploy.exporting.exporters import run_exporter
         from attndeploy.parity import check_parity, eager_outputs, random_input
 
-        path = self.workdir / f"{self.name}.reference.{format_shape(shape)}.onnx"
+        form = "dynamic" if dynamic else "static"
+        path = self.workdir / f"{self.name}.reference.{form}.{format_shape(shape)}.onnx"
         x = random_input(shape, self.seed + 7)
         outputs = eager_outputs(self.reference, x)
         names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
         try:
             with quiet():
-                run_exporter("torchscript", self.reference, x, path, REFERENCE_OPSET, False, "input", names,
+                run_exporter("torchscript", self.reference, x, path, REFERENCE_OPSET, dynamic, "input", names,
                              [o.ndim for o in outputs])
         except Exception as err:
             return NotApplicable(f"the reference does not export (TorchScript, opset {REFERENCE_OPSET}): "
