@@ -49,3 +49,9 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UsageError:
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f"did you mean {close[0]!r}?" if close else ""
     return UsageError(f"unknown {kind} {name!r}", "one of " + ", ".join(valid), repr(name), hint)
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of `err`'s message (its type name when the message is empty), at most `limit` chars."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from attndeploy.errors import first_line
 from attndeploy.registry import Tolerance
 from attndeploy.shapes import Shape, format_shape
 
@@ -78,7 +79,7 @@ class ParityReport:
         }
 
 
-def compare(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance, shape: Shape, acc: OutputParity) -> None:
+def compare(ref: np.ndarray, got: np.ndarray, tol: Tolerance, shape: Shape, acc: OutputParity) -> None:
     """Fold one output at one input shape into `acc` (shape mismatches count as failures)."""
     tag = format_shape(shape)
     if ref.shape != got.shape:
@@ -104,8 +105,13 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance, shape: 
         acc.failing_shapes.append(tag)
 
 
+def output_names(count: int) -> list[str]:
+    """ONNX output names for a model with `count` outputs: `output`, or `output0`, `output1`, ..."""
+    return ["output"] if count == 1 else [f"output{i}" for i in range(count)]
+
+
 def record_backend_error(acc: OutputParity, shape: Shape, error: str) -> None:
-    """The backend raised at `shape`: every element counts as failing."""
+    """The backend raised (or returned the wrong outputs) at `shape`: the shape fails, its error is kept."""
     tag = format_shape(shape)
     acc.failing_elements += 1
     acc.failing_shapes.append(f"{tag} (backend raised: {error})")
@@ -144,10 +150,13 @@ def check_parity(
         try:
             gots = run_backend(x.numpy())
         except Exception as err:  # a graph with baked sizes often fails at run time at other shapes
-            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             for acc in accs:
-                record_backend_error(acc, shape, first)
+                record_backend_error(acc, shape, first_line(err))
             continue
-        for acc, ref, got in zip(accs, refs, gots, strict=True):
-            compare(acc.name, ref, got, tol, shape, acc)
+        if len(gots) != len(accs):
+            for acc in accs:
+                record_backend_error(acc, shape, f"{len(gots)} outputs, expected {len(accs)}")
+            continue
+        for acc, ref, got in zip(accs, refs, gots):
+            compare(ref, got, tol, shape, acc)
     return ParityReport(backend, tol, [format_shape(s) for s in shapes], accs)

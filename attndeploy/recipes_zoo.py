@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attndeploy.errors import CheckFailed, UsageError, require, unknown_name
+from attndeploy.errors import CheckFailed, UsageError, first_line, require, unknown_name
 from attndeploy.recipes import typed_value
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def export_zoo(recipe: ZooRecipe, log: Log | None = None, progress: bool = True)
                     res = export(name, None, out_dir / f"{name}.onnx", opset=recipe.opset, dynamic=recipe.dynamic,
                                  exporter=recipe.exporter, seed=recipe.seed, name=name)
             except (CheckFailed, UsageError) as err:
-                failures[name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                failures[name] = first_line(err)
                 bar.write(f"zoo: {name} failed: {failures[name]}" + (f"\n{captured.tail(5)}" if captured.text else ""),
                           file=sys.stderr)
                 bar.update()

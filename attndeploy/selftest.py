@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import attndeploy
-from attndeploy.errors import CheckFailed, UsageError, require
+from attndeploy.errors import CheckFailed, UsageError, first_line, require
 from attndeploy.fileio import write_json_atomic
 from attndeploy.parity import ParityReport, check_parity
 from attndeploy.registry import ModuleSpec, Tolerance
@@ -117,7 +117,7 @@ def run_module(name: str, workdir: Path, cuda: bool, trt_missing: str | None) ->
         try:
             stages[stage] = _skip(reason) if reason else check()
         except (UsageError, CheckFailed, RuntimeError) as err:
-            stages[stage] = {"passed": False, "detail": str(err).splitlines()[0][:300]}
+            stages[stage] = {"passed": False, "detail": first_line(err)}
     return stages
 
 
@@ -125,14 +125,17 @@ def selftest(names: list[str], gpu: bool, log: Callable[[str], None]) -> dict[st
     cuda = torch.cuda.is_available()
     if gpu:
         require(cuda, "--gpu needs a CUDA device", "torch.cuda.is_available() is True", "False")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     trt_missing = _tensorrt_missing() if cuda else "no CUDA device"
     results: dict[str, dict[str, Stage]] = {}
-    with tempfile.TemporaryDirectory(prefix="attndeploy-selftest-") as tmp:
-        for i, name in enumerate(names, 1):
-            log(f"[{i}/{len(names)}] {name}")
-            results[name] = run_module(name, Path(tmp), cuda, trt_missing)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 parity needs TF32 off
+    try:
+        with tempfile.TemporaryDirectory(prefix="attndeploy-selftest-") as tmp:
+            for i, name in enumerate(names, 1):
+                log(f"[{i}/{len(names)}] {name}")
+                results[name] = run_module(name, Path(tmp), cuda, trt_missing)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     ran = [s for stages in results.values() for s in stages.values() if s.get("passed") is not None]
     return {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,

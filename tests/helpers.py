@@ -10,8 +10,8 @@ import onnxruntime as ort
 import torch
 
 
-def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
-    """Run `onnx_path` in a fresh onnxruntime CPU session on `x`.
+def ort_session(onnx_path: Path) -> ort.InferenceSession:
+    """A fresh onnxruntime CPU session for `onnx_path`.
 
     TensorRT plugin nodes (which onnxruntime cannot run) are swapped for ONNX DeformConv.
     """
@@ -22,7 +22,11 @@ def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
     model = onnx.load(str(onnx_path))
     if any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
         model = plugin_nodes_to_onnx(model)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def ort_run(onnx_path: Path, x: torch.Tensor) -> list[np.ndarray]:
+    session = ort_session(onnx_path)
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})
 
 
@@ -32,11 +36,12 @@ def assert_onnx_matches_eager(onnx_path: Path, model: torch.nn.Module, shapes: S
     """numpy's rule |got - ref| <= atol + rtol·|ref| (stricter than Polygraphy's) at every shape."""
     model = model.eval()
     gen = torch.Generator().manual_seed(seed)
+    session = ort_session(onnx_path)
     for shape in shapes:
         x = torch.randn(shape, generator=gen)
         refs = model(x)
         refs = refs if isinstance(refs, tuple) else (refs,)
-        gots = ort_run(onnx_path, x)
+        gots = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         assert len(gots) == len(refs), f"{len(gots)} outputs in ONNX, {len(refs)} in eager"
         for i, (ref, got) in enumerate(zip(refs, gots)):
             np.testing.assert_allclose(got, ref.numpy(), atol=atol, rtol=rtol,

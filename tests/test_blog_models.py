@@ -126,7 +126,8 @@ def test_blog_model_without_rewrites(name: str, exporter: str, tmp_path: Path) -
 def test_blog_model_with_rewrites(name: str, exporter: str, tmp_path: Path) -> None:
     model, x = _model(name), torch.randn(EXAMPLE)
     res, log = _export(model, x, tmp_path / "m.onnx", exporter, rewrites=True)
-    assert log is not None and FIRES[name] <= set(log["counts"]), log
+    assert log is not None
+    assert (FIRES[name] <= set(log["counts"])) if FIRES[name] else not log["counts"], log
     assert res.exporter == exporter and res.opset == OPSETS[exporter]
     assert res.parity.passed, res.parity.failure_message()
     assert_onnx_matches_eager(res.onnx_path, model, [EXAMPLE, *OTHER_SHAPES])  # eager outside the rewrites
@@ -160,7 +161,6 @@ def _no_worse(model: nn.Module | str, x: torch.Tensor, tmp_path: Path, exporter:
         plain = attndeploy.export(model, x, tmp_path / "plain.onnx", rewrites=False, **kwargs)  # type: ignore[arg-type]
         rewritten, _ = export_with_rewrites(model, x, tmp_path / "rw.onnx", **kwargs)
     assert plain.parity.passed and rewritten.parity.passed
-    assert sum(rewritten.node_counts.values()) <= sum(plain.node_counts.values())
     assert rewritten.node_counts == plain.node_counts
     assert rewritten.parity.max_abs_err <= max(plain.parity.max_abs_err * 2, 1e-5)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from attndeploy.errors import first_line
+from attndeploy.parity import output_names
 from attndeploy.registry import ModuleSpec
 from attndeploy.shapes import Shape, format_shape
 
@@ -38,11 +40,6 @@ def _float64_note(path: Path) -> str:
 
 class NotApplicable(Exception):
     """The backend cannot measure this module (the reason is the message); not an error of the bench."""
-
-
-def first_line(err: BaseException, limit: int = 200) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
 
 
 @dataclass
@@ -123,7 +120,7 @@ class ModuleContext:
         path = self.workdir / f"{self.name}.reference.{form}.{format_shape(shape)}.onnx"
         x = random_input(shape, self.seed + 7)
         outputs = eager_outputs(self.reference, x)
-        names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+        names = output_names(len(outputs))
         try:
             with quiet():
                 run_exporter("torchscript", self.reference, x, path, REFERENCE_OPSET, dynamic, "input", names,

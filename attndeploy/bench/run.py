@@ -20,10 +20,11 @@ from typing import Any
 
 from attndeploy.bench.backends import BACKENDS, Opened
 from attndeploy.bench.floor import copy_bandwidth, floor_bytes
-from attndeploy.bench.graphs import ModuleContext, NotApplicable, first_line
+from attndeploy.bench.graphs import ModuleContext, NotApplicable
 from attndeploy.bench.memory import RssProbe, rss_probe_unavailable, torch_alloc_peak
 from attndeploy.bench.plan import BenchPlan, all_cores
 from attndeploy.bench.timing import summarize, time_interleaved
+from attndeploy.errors import first_line
 from attndeploy.shapes import Shape, format_shape
 
 REFERENCE = "eager-reference"

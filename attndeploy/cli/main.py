@@ -16,7 +16,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are `UsageError` (one line, exit 2) rather than a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: invalid arguments", self.format_usage().strip().removeprefix("usage: "),
+                         message)
 
 
 def stderr(msg: str) -> None:
@@ -24,7 +25,14 @@ def stderr(msg: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attndeploy.cli import bench_cmd, export_cmd, lint_cmd, list_cmd, matrix_cmd, run_cmd
+    from attndeploy.cli import (
+        bench_cmd,
+        export_cmd,
+        lint_cmd,
+        list_cmd,
+        matrix_cmd,
+        run_cmd,
+    )
 
     parser = _Parser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -13,6 +13,7 @@ import numpy as np
 from attndeploy.cli.argtypes import argument_type
 from attndeploy.errors import UsageError, require
 from attndeploy.runtimes.backends import FILE_BACKENDS, make_runner
+from attndeploy.runtimes.feeds import IOSpec
 from attndeploy.shapes import format_shape, parse_shape
 
 
@@ -27,7 +28,7 @@ def add_parser(commands: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _input_array(args: argparse.Namespace, runner) -> np.ndarray:  # noqa: ANN001
+def _input_array(args: argparse.Namespace, spec: IOSpec) -> np.ndarray:
     if args.input != "random":
         path = Path(args.input)
         require(path.suffix == ".npy" and path.is_file(), "--input must be an existing .npy file or 'random'",
@@ -36,7 +37,6 @@ def _input_array(args: argparse.Namespace, runner) -> np.ndarray:  # noqa: ANN00
             return np.load(path, allow_pickle=False)
         except ValueError as err:
             raise UsageError("--input must hold a plain numpy array", "a .npy array", f"{path}: {err}") from err
-    spec = runner.specs[0]
     shape = args.shape or spec.shape
     require(all(d > 0 for d in shape), "a random input needs a shape for the model's dynamic dims",
             "--shape NxCxHxW", format_shape(spec.shape).replace("-1", "?"))
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
     require(args.runs >= 1, "--runs must be positive", ">= 1", args.runs)
     backend = args.backend or ("tensorrt" if args.model.suffix == ".engine" else "onnxruntime-cpu")
     with make_runner(backend, args.model) as runner:
-        require(len(runner.specs) == 1 or args.input == "random", "--input feeds a single-input model",
-                "one input", f"{len(runner.specs)} inputs")
-        x = _input_array(args, runner)
-        feeds = {runner.specs[0].name: x}
+        inputs = [s for s in runner.specs if s.is_input]
+        require(len(inputs) == 1, "attndeploy run feeds single-input models", "one input",
+                f"{len(inputs)} inputs: {', '.join(s.name for s in inputs)}")
+        x = _input_array(args, inputs[0])
+        feeds = {inputs[0].name: x}
         for _ in range(3):
             outputs = runner.infer(feeds)
         times = []

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from attndeploy.convert import swap_to_deploy
-from attndeploy.errors import CheckFailed, UsageError, require
+from attndeploy.errors import CheckFailed, UsageError, first_line, require
 from attndeploy.exporting.exporters import (
     dynamic_input_axes,
     plan_exporters,
@@ -30,7 +30,7 @@ from attndeploy.lowering.deform_conv import (
     plugin_nodes_to_onnx,
     resolve_deform_lowering,
 )
-from attndeploy.parity import check_parity, eager_outputs, random_input
+from attndeploy.parity import check_parity, eager_outputs, output_names, random_input
 from attndeploy.registry import (
     ModuleSpec,
     Tolerance,
@@ -78,7 +78,7 @@ def _example(example: torch.Tensor | Sequence[int] | None, spec: ModuleSpec | No
     if example is None:
         if spec is None:
             raise UsageError("an example input is required for a model outside the registry",
-                             "a tensor or a shape", None)
+                             "a tensor or a shape", "no example_input")
         example = spec.example_shape
     return random_input(tuple(example), seed)
 
@@ -86,7 +86,7 @@ def _example(example: torch.Tensor | Sequence[int] | None, spec: ModuleSpec | No
 def _export_first_that_works(exporters: list[str], model: nn.Module, x: torch.Tensor, tmp: Path, opset: int,
                              dynamic: bool, outputs: list[np.ndarray], deform_conv: str, rewrites_on: bool,
                              log: Log) -> tuple[str, onnx.ModelProto, list[str], RewriteLog]:
-    names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
+    names = output_names(len(outputs))
     axes = dynamic_input_axes(x.dim()) if dynamic else []
     failures: list[str] = []
     for exporter in exporters:
@@ -104,8 +104,7 @@ def _export_first_that_works(exporters: list[str], model: nn.Module, x: torch.Te
         except UsageError:
             raise
         except Exception as err:  # each exporter fails in its own way; all are reported together
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            first = first.split(" Please feel free to request support")[0]
+            first = first_line(err, 10_000).split(" Please feel free to request support")[0]
             failures.append(f"{exporter}: {first[:300]}")
             log(f"  {exporter} failed: {first[:200]}")
     raise ExportFailed("export failed with every exporter that can write opset "
@@ -166,7 +165,7 @@ def export(
         outputs = eager_outputs(model, x)
     except Exception as err:
         raise UsageError(f"{name} fails in eager mode on the example input", "an input the model accepts",
-                         f"{format_shape(shape)}: {str(err).splitlines()[0]}") from err
+                         f"{format_shape(shape)}: {first_line(err)}") from err
     deploy, swaps = swap_to_deploy(model)
     log(f"{name}: swapped {len(swaps)} module(s) for deploy twins")
     findings = lint_model(deploy, x)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from attndeploy.errors import CheckFailed
+from attndeploy.errors import CheckFailed, first_line
 from attndeploy.exporting.verify import set_min_ir_version
 from attndeploy.fileio import stdout_to_stderr
 from attndeploy.shapes import Shape
@@ -33,7 +33,7 @@ def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape,
             simplified, check_ok = onnxsim.simplify(model, check_n=3 if numeric_check else 0,
                                                     test_input_shapes={input_name: list(test_shape)})
     except Exception as err:  # onnxsim raises bare RuntimeErrors from its C++ core
-        raise CheckFailed(f"onnxsim failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        raise CheckFailed(f"onnxsim failed: {first_line(err)}") from err
     if not check_ok:
         raise CheckFailed("onnxsim's numeric check failed: the simplified graph differs from the exported one")
     set_min_ir_version(simplified)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import onnx
 from onnx import TensorProto
 
-from attndeploy.errors import CheckFailed, UsageError
+from attndeploy.errors import CheckFailed, UsageError, first_line
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -24,21 +24,22 @@ def check_opset(model: onnx.ModelProto, requested: int, exporter: str) -> None:
                          "the dynamo exporter writes >= 18; use --exporter torchscript for lower opsets")
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every subgraph (If / Loop / Scan bodies), depth first."""
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
+                yield from all_graphs(attr.g)
             for sub in attr.graphs:
-                yield from _graphs(sub)
+                yield from all_graphs(sub)
 
 
 def float64_tensors(model: onnx.ModelProto) -> list[str]:
     """Names of every float64 initializer, constant, graph value or Cast target in the model."""
     found: list[str] = []
     double = TensorProto.DOUBLE
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         found += [f"initializer {t.name}" for t in graph.initializer if t.data_type == double]
         values = [*graph.input, *graph.output, *graph.value_info]
         found += [f"value {v.name}" for v in values if v.type.tensor_type.elem_type == double]
@@ -92,6 +93,6 @@ def verify(model: onnx.ModelProto, requested_opset: int, exporter: str, input_na
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
-        raise CheckFailed(f"onnx.checker rejects the {exporter} export: {str(err).splitlines()[0]}") from err
+        raise CheckFailed(f"onnx.checker rejects the {exporter} export: {first_line(err)}") from err
     check_no_float64(model)
     check_dynamic_dims(model, input_name, dynamic_axes, exporter)

@@ -13,18 +13,13 @@ sample's H, W. `attndeploy.deploy.mlca.MLCADeploy` removes them.
 
 from __future__ import annotations
 
-import math
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attndeploy.errors import require
-
-
-def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
-    """ECA's adaptive 1-D kernel size, written as in the official MLCA code (odd, >= 1)."""
-    t = int(abs(math.log(channels, 2) + b) / gamma)
-    return t if t % 2 else t + 1
+from attndeploy.layers.eca import (
+    eca_kernel_size,  # the official MLCA's int(|log2 C + b| / gamma): equal for b >= 0
+)
 
 
 class MLCA(nn.Module):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-
 EXIT_OK, EXIT_FINDINGS = 0, 1
 
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from attndeploy.errors import UsageError, require
+from attndeploy.errors import UsageError, first_line, require
 
 FAILS = "fails to export"
 BAKES = "exports with the sample's shapes baked in"
@@ -216,7 +216,7 @@ def lint_model(model: nn.Module, example: Tensor) -> list[TorchFinding]:
     except UsageError:
         raise
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UsageError("the model fails in eager mode on the example input", "an input the model accepts",
                          f"{tuple(example.shape)}: {first[:300]}", f"at module {stack[-1] or '<root>'}") from err
     finally:

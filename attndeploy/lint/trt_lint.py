@@ -11,7 +11,6 @@ produced it (see `attndeploy.lint.scopes`). The tables live in `trt_support`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 from attndeploy.errors import UsageError
+from attndeploy.exporting.verify import all_graphs
 from attndeploy.lint.scopes import module_scope
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
@@ -76,15 +76,6 @@ def _load(model_or_path: onnx.ModelProto | str | Path | bytes) -> onnx.ModelProt
                          f"{label} ({type(err).__name__}: {err})") from err
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
-
 
 class _Linter:
     def __init__(self, model: onnx.ModelProto, support: ParserSupport) -> None:
@@ -96,14 +87,14 @@ class _Linter:
             inferred = model
         self.ranks: dict[str, int] = {}
         self.elem: dict[str, int] = {}
-        for g in _graphs(inferred.graph):
+        for g in all_graphs(inferred.graph):
             for v in (*g.input, *g.output, *g.value_info):
                 t = v.type.tensor_type
                 self.elem[v.name] = t.elem_type
                 if t.HasField("shape"):
                     self.ranks[v.name] = len(t.shape.dim)
         self.constants: dict[str, TensorProto] = {}
-        for g in _graphs(model.graph):
+        for g in all_graphs(model.graph):
             self.constants.update({t.name: t for t in g.initializer})
             for n in g.node:
                 if n.op_type == "Constant" and n.domain in DEFAULT_DOMAINS:
@@ -114,7 +105,7 @@ class _Linter:
                 if n.op_type == "Identity" and n.input and n.input[0] in self.constants and n.output:
                     self.constants[n.output[0]] = self.constants[n.input[0]]
         self.consumers: dict[str, onnx.NodeProto] = {}
-        for g in _graphs(model.graph):
+        for g in all_graphs(model.graph):
             for n in g.node:
                 for name in n.input:
                     self.consumers.setdefault(name, n)
@@ -128,7 +119,7 @@ class _Linter:
 
     def run(self) -> list[Finding]:
         self.check_opset()
-        for graph in _graphs(self.model.graph):
+        for graph in all_graphs(self.model.graph):
             for node in graph.node:
                 self.check_node(node)
         self.check_float64()
@@ -309,7 +300,7 @@ class _Linter:
 
     def check_float64(self) -> None:
         double = TensorProto.DOUBLE
-        for graph in _graphs(self.model.graph):
+        for graph in all_graphs(self.model.graph):
             for t in graph.initializer:
                 if t.data_type == double:
                     self.add(ERROR, "float64", self.consumers.get(t.name), f"initializer {t.name!r} is float64: "

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto
 
-from attndeploy.errors import CheckFailed, require
+from attndeploy.errors import CheckFailed, first_line, require
 from attndeploy.lowering.deform_conv_onnx import DeformParams, OnnxScriptWriter
 
 PLUGIN_DOMAIN = "trt.plugins"
@@ -156,7 +156,7 @@ def plugin_nodes_to_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
             out = onnx.version_converter.convert_version(out, 19)
         except Exception as err:  # the converter raises bare RuntimeErrors for ops it cannot adapt
             raise CheckFailed(f"cannot raise the graph from opset {opset} to 19 for DeformConv: "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+                              f"{first_line(err)}") from err
     for i, node in enumerate(out.graph.node):
         if (node.domain, node.op_type) != (PLUGIN_DOMAIN, PLUGIN_OP):
             continue

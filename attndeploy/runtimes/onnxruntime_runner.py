@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from attndeploy.errors import UsageError
+from attndeploy.errors import UsageError, first_line
 from attndeploy.runtimes.feeds import IOSpec, validate_feeds
 
 # onnxruntime falls back along each list; CPU is always last.
@@ -62,7 +62,7 @@ class OnnxRuntimeRunner:
         except Exception as err:  # onnxruntime raises its own exception types for unreadable models
             label = "the given bytes" if isinstance(self.model, bytes) else str(self.model)
             raise UsageError("onnxruntime must be able to load the model", "a valid ONNX file",
-                             f"{label}: {str(err).strip().splitlines()[0][:300]}") from err
+                             f"{label}: {first_line(err)}") from err
         self.specs = [IOSpec(i.name, True, _ORT_DTYPES.get(i.type, i.type),
                              tuple(d if isinstance(d, int) else -1 for d in i.shape))
                       for i in self.session.get_inputs()]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from attndeploy.errors import require
+from attndeploy.parity import output_names
 
 
 class TorchRunner:
@@ -33,8 +34,7 @@ class TorchRunner:
         x = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
         out = self.model(x.to(self.device, self.dtype))
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        names = ["output"] if len(outs) == 1 else [f"output{i}" for i in range(len(outs))]
-        return {n: o.float().cpu().numpy() for n, o in zip(names, outs)}
+        return {n: o.float().cpu().numpy() for n, o in zip(output_names(len(outs)), outs)}
 
     def close(self) -> None:
         self.active = False
