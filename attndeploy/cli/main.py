@@ -16,8 +16,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are `UsageError` (one line, exit 2) rather than a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: invalid arguments", self.format_usage().strip().removeprefix("usage: "),
-                         message)
+        # One line: argparse's message names the argument; our converters' messages carry rule/expected/actual.
+        raise UsageError(f"{self.prog}: {message}", hint=f"see {self.prog} --help")
 
 
 def stderr(msg: str) -> None:
