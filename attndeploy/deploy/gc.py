@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from attndeploy.deploy.channel_sum import conv1x1_to_one_channel
 from attndeploy.layers.gc import ContextBlock
 
 
@@ -18,7 +19,7 @@ class ContextBlockDeploy(ContextBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> (N, C, H, W)."""
         if self.pooling_type == "att":
-            mask = torch.softmax(self.conv_mask(x).flatten(2), dim=2)  # (N, 1, HW)
+            mask = torch.softmax(conv1x1_to_one_channel(self.conv_mask, x), dim=2)  # (N, 1, HW)
             context = torch.matmul(x.flatten(2), mask.transpose(1, 2)).unsqueeze(-1)  # (N, C, 1, 1)
         else:
             context = x.mean((2, 3), keepdim=True)
