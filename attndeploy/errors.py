@@ -51,7 +51,13 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UsageError:
     return UsageError(f"unknown {kind} {name!r}", "one of " + ", ".join(valid), repr(name), hint)
 
 
-def first_line(err: BaseException, limit: int = 300) -> str:
-    """The first line of `err`'s message (its type name when the message is empty), at most `limit` chars."""
+def first_line(err: BaseException, limit: int = 300, with_type: bool = False) -> str:
+    """The first line of `err`'s message (its type name when the message is empty), at most `limit` chars.
+
+    `with_type` prefixes the type name: ``ModuleNotFoundError: No module named 'x'``.
+    """
     text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+    if not text:
+        return type(err).__name__
+    line = text.splitlines()[0][:limit]
+    return f"{type(err).__name__}: {line}" if with_type else line

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attndeploy.errors import UsageError, require
+from attndeploy.errors import UsageError, first_line, require
 
 DEFAULT_FACTORY = "build_model"
 STATE_DICT_KEYS = ("state_dict", "model")
@@ -53,11 +53,6 @@ def _is_path(location: str) -> bool:
     return location.endswith(".py") or "/" in location or os.sep in location
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
-
-
 def _load_file(location: str) -> Any:
     path = Path(location).expanduser()
     require(path.is_file(), "the model file must exist", "an existing .py file", str(path))
@@ -72,7 +67,7 @@ def _load_file(location: str) -> Any:
     except Exception as err:
         sys.modules.pop(name, None)
         raise UsageError(f"the model file {str(path)!r} fails on import", "a file that imports cleanly",
-                         _first_line(err)) from err
+                         first_line(err, with_type=True)) from err
     return module
 
 
@@ -89,10 +84,10 @@ def _import(location: str) -> Any:
             except ModuleNotFoundError:
                 sys.path.remove(cwd)
         raise UsageError(f"cannot import the model module {location!r}", "a module on sys.path (or in the "
-                         "current folder) or a path to a .py file", _first_line(err)) from err
+                         "current folder) or a path to a .py file", first_line(err, with_type=True)) from err
     except Exception as err:
         raise UsageError(f"the model module {location!r} fails on import", "a module that imports cleanly",
-                         _first_line(err)) from err
+                         first_line(err, with_type=True)) from err
 
 
 def resolve_factory(source: str) -> Callable[..., Any]:
@@ -122,7 +117,7 @@ def load_model(source: str, kwargs: dict[str, Any] | None = None, weights: str |
         raise
     except Exception as err:
         raise UsageError(f"the factory {source!r} fails when called with kwargs {dict(kwargs or {})!r}",
-                         "a call that returns the model", _first_line(err)) from err
+                         "a call that returns the model", first_line(err, with_type=True)) from err
     require(isinstance(model, nn.Module), f"the factory {source!r} must return an nn.Module", "an nn.Module",
             type(model).__name__)
     if weights is not None:
@@ -137,12 +132,12 @@ def _read_checkpoint(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         detail = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line), "")
         if not detail:  # not a refused object: a corrupt or foreign file
-            raise UsageError("cannot read the checkpoint", "a file written by torch.save", _first_line(err)) from err
+            raise UsageError("cannot read the checkpoint", "a file written by torch.save", first_line(err, with_type=True)) from err
         raise UsageError("the checkpoint needs arbitrary Python objects unpickled; refused (torch.load with "
                          "weights_only=True)", "a file holding only tensors (a state_dict)", detail[:300],
                          "re-save it where it was trained: torch.save(model.state_dict(), 'weights.pt')") from err
     except Exception as err:
-        raise UsageError("cannot read the checkpoint", "a file written by torch.save", _first_line(err)) from err
+        raise UsageError("cannot read the checkpoint", "a file written by torch.save", first_line(err, with_type=True)) from err
 
 
 def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:

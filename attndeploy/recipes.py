@@ -113,12 +113,16 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
         precision=precision, out_dir=Path(out) if out else Path("models") / name, path=path)
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at `path`; `UsageError` for a missing file or invalid TOML."""
+    require(path.is_file(), "the recipe file must exist", "an existing .toml file", str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"the recipe {str(path)!r} is not valid TOML", "a TOML document", str(err)) from err
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the TOML recipe at `path`; its name is the file's stem."""
     path = Path(path).expanduser()
-    require(path.is_file(), "the recipe file must exist", "an existing .toml file", str(path))
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"the recipe {str(path)!r} is not valid TOML", "a TOML document", str(err)) from err
-    return parse_recipe(data, path.stem, path)
+    return parse_recipe(read_toml(path), path.stem, path)

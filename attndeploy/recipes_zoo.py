@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attndeploy.errors import CheckFailed, UsageError, first_line, require, unknown_name
-from attndeploy.recipes import typed_value
+from attndeploy.recipes import parse_recipe, read_toml, typed_value
 
 if TYPE_CHECKING:
     from attndeploy.exporting.result import ExportResult
@@ -98,32 +97,22 @@ def parse_zoo_recipe(data: dict[str, Any], path: Path | None = None) -> ZooRecip
                      Path(out), exporter, typed_value(zoo, "zoo", "seed", int, "an int", 0), path)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    require(path.is_file(), "the recipe file must exist", "an existing .toml file", str(path))
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"the recipe {str(path)!r} is not valid TOML", "a TOML document", str(err)) from err
-
-
 def load_zoo_recipe(path: str | Path) -> ZooRecipe:
     """Read and validate the zoo recipe at `path`."""
     path = Path(path).expanduser()
-    return parse_zoo_recipe(_read_toml(path), path)
+    return parse_zoo_recipe(read_toml(path), path)
 
 
 def is_zoo_recipe(path: str | Path) -> bool:
     """True when the TOML file at `path` has a `[zoo]` table (bad files raise `UsageError`)."""
-    return "zoo" in _read_toml(Path(path).expanduser())
+    return "zoo" in read_toml(Path(path).expanduser())
 
 
 def load_any_recipe(path: str | Path) -> ZooRecipe | Recipe:
     """A `ZooRecipe` for a file with `[zoo]`, else a single-model `attndeploy.recipes.Recipe`."""
-    if is_zoo_recipe(path):
-        return load_zoo_recipe(path)
-    from attndeploy.recipes import load_recipe
-
-    return load_recipe(path)
+    path = Path(path).expanduser()
+    data = read_toml(path)
+    return parse_zoo_recipe(data, path) if "zoo" in data else parse_recipe(data, path.stem, path)
 
 
 def export_zoo(recipe: ZooRecipe, log: Log | None = None, progress: bool = True) -> list[ExportResult]:

@@ -16,7 +16,7 @@ from attndeploy.bench import plan_bench, run_bench
 from attndeploy.bench.floor import copy_bandwidth, floor_bytes
 from attndeploy.bench.memory import RssProbe, rss_probe_unavailable, torch_alloc_peak
 from attndeploy.bench.quiet import quiet
-from attndeploy.bench.report import format_table, summary_rows
+from attndeploy.bench.report import format_markdown, format_table, summary_rows
 from attndeploy.bench.timing import percentile, summarize, time_interleaved
 from attndeploy.errors import UsageError
 
@@ -198,6 +198,14 @@ def test_table_and_summary(se_result):
         assert "skipped tensorrt:" in table
     rows = summary_rows(se_result)
     assert rows[0]["onnxruntime_x_floor"] > 0 and rows[0]["eager-reference_ms"] > 0
+
+
+def test_markdown_table_has_one_row_per_module_and_input(se_result):
+    lines = format_markdown(se_result).splitlines()
+    assert lines[0].startswith("| module | input |") and len(lines) == 2 + len(se_result["results"])
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    row = summary_rows(se_result)[0]
+    assert cells[0] == "se" and cells[2] == f"{row['eager-reference_ms']:.3g}" and cells[-1].endswith("×")
 
 
 def test_plot_writes_a_png(se_result, tmp_path):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attndeploy.bench.graphs import ModuleContext, NotApplicable
+from attndeploy.runtimes.onnxruntime_runner import ort_session
 
 if TYPE_CHECKING:
     import torch
@@ -71,32 +71,6 @@ def _needs_tensorrt() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "the tensorrt package is not installed (pip install 'attndeploy[trt]')"
     return _needs_cuda()
-
-
-ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
-              "none": "ORT_DISABLE_ALL"}
-
-
-def ort_session(model: Path | bytes, threads: int, providers: list[str], profile_prefix: str | None = None,
-                level: str = "all") -> Any:
-    """An onnxruntime session with `threads` intra-op threads, 1 inter-op thread, graph optimization `level`.
-
-    `level`: "all" (onnxruntime's default, with the NCHWc layout transform), "extended"
-    (without it), "basic" or "none" (see `ORT_LEVELS`).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=providers)
 
 
 def _eager(which: str, device: str) -> Callable[[ModuleContext, torch.Tensor], Opened]:
@@ -195,5 +169,5 @@ def unavailable_reason(name: str) -> str | None:
         return f"probe failed: {type(err).__name__}: {err}"
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "ORT_LEVELS", "Backend", "NotApplicable", "Opened", "ort_session",
+__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "Backend", "NotApplicable", "Opened",
            "unavailable_reason"]

@@ -111,10 +111,10 @@ class ModuleContext:
         return NotApplicable("; ".join(reasons))
 
     def _export_reference_as(self, shape: Shape, dynamic: bool) -> Path | BaseException:
-        from attndeploy.bench.backends import ort_session
         from attndeploy.bench.quiet import quiet
         from attndeploy.exporting.exporters import run_exporter
         from attndeploy.parity import check_parity, eager_outputs, random_input
+        from attndeploy.runtimes.onnxruntime_runner import ort_session
 
         form = "dynamic" if dynamic else "static"
         path = self.workdir / f"{self.name}.reference.{form}.{format_shape(shape)}.onnx"

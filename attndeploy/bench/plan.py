@@ -82,13 +82,9 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     without `input_shape`, its N with it). `backends`: names from `BACKENDS` (default:
     all; those that cannot run here are skipped with the reason).
     """
-    from attndeploy.bench.backends import (
-        BACKENDS,
-        DEFAULT_BACKENDS,
-        ORT_LEVELS,
-        unavailable_reason,
-    )
+    from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, unavailable_reason
     from attndeploy.exporting.exporters import plan_exporters
+    from attndeploy.runtimes.onnxruntime_runner import ORT_LEVELS
 
     modules = list(dict.fromkeys(names)) or list_modules()
     for name in modules:

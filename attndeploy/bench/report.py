@@ -69,3 +69,21 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                         ("eager-reference", "eager-deploy", "onnxruntime", "onnxruntime-reference")},
                      "onnxruntime_x_floor": b.get("onnxruntime", {}).get("x_floor"), **cell.get("ratios", {})})
     return rows
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The README's speed table: per module and input, median ms of each backend, onnxruntime's
+    multiple of the memory floor and its speed-up over the eager reference ("n/a" where a
+    backend did not run, e.g. a reference that does not export)."""
+
+    def cell(value: float | None, digits: int = 3, suffix: str = "") -> str:
+        return "n/a" if value is None else f"{value:.{digits}g}{suffix}"
+
+    lines = ["| module | input | eager reference | eager deploy | onnxruntime | onnxruntime, reference graph "
+             "| onnxruntime × memory floor | onnxruntime speed-up vs eager reference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary_rows(result):
+        lines.append(f"| {r['module']} | {r['input']} | {cell(r['eager-reference_ms'])} | {cell(r['eager-deploy_ms'])} "
+                     f"| {cell(r['onnxruntime_ms'])} | {cell(r['onnxruntime-reference_ms'])} "
+                     f"| {cell(r['onnxruntime_x_floor'], 2)} | {cell(r.get('onnxruntime_speedup'), 2, '×')} |")
+    return "\n".join(lines)

@@ -22,3 +22,11 @@ def argument_type(convert: Callable[[str], T]) -> Callable[[str], T]:
 
     wrapped.__name__ = convert.__name__
     return wrapped
+
+
+class UsageErrorParser(argparse.ArgumentParser):
+    """argparse, but usage errors are `UsageError` (one line, exit 2) rather than a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line: argparse's message names the argument; our converters' messages carry rule/expected/actual.
+        raise UsageError(f"{self.prog}: {message}", hint=f"see {self.prog} --help")

@@ -60,7 +60,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ort-level", default="all", metavar="LEVEL",
                    help="onnxruntime graph optimization: all (default; includes the NCHWc layout transform), "
                         "extended, basic, none")
-    p.add_argument("--json", action="store_true", help="one JSON object with every figure on stdout")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object with every figure on stdout")
+    out.add_argument("--md", action="store_true", help="the Markdown speed table (the README's) on stdout")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="bar chart (needs matplotlib)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(run=run)
@@ -84,7 +86,7 @@ def _busy(threads: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from attndeploy.bench import plan_bench, run_bench
-    from attndeploy.bench.report import format_table
+    from attndeploy.bench.report import format_markdown, format_table
     from attndeploy.cli.main import print_json, stderr
     from attndeploy.fileio import ensure_writable_dir
 
@@ -110,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         result["plot"] = str(plot_bench(result, args.plot))
     if args.json:
         print_json(result)
+    elif args.md:
+        print(format_markdown(result))
     else:
         print(format_table(result))
     errors = [(c["module"], c["input"], b, e["reason"]) for c in result["results"]

@@ -7,17 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from attndeploy.cli.argtypes import UsageErrorParser
 from attndeploy.errors import CheckFailed, UsageError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are `UsageError` (one line, exit 2) rather than a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # One line: argparse's message names the argument; our converters' messages carry rule/expected/actual.
-        raise UsageError(f"{self.prog}: {message}", hint=f"see {self.prog} --help")
 
 
 def stderr(msg: str) -> None:
@@ -34,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         run_cmd,
     )
 
-    parser = _Parser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = UsageErrorParser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=UsageErrorParser)
     list_cmd.add_parser(commands)
     export_cmd.add_parser(commands)
     lint_cmd.add_parser(commands)

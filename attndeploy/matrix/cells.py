@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attndeploy.errors import first_line
 from attndeploy.matrix.grid import Cell
 
 DYNAMO_MIN_OPSET = 18
@@ -40,11 +41,6 @@ class CellResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self.cell), "axes": self.cell.axes, **{k: v for k, v in asdict(self).items() if k != "cell"}}
-
-
-def _first(text: str) -> str:
-    text = text.strip()
-    return text.splitlines()[0] if text else ""
 
 
 def classify_export_error(message: str) -> str:
@@ -84,7 +80,7 @@ def _lint(path: Path, versions: tuple[str, ...], result: CellResult) -> None:
         try:
             findings = [f for f in lint_onnx(path, version) if f.severity == ERROR]
         except Exception as err:  # a lint bug must not cost the matrix; the column says so
-            result.lint_error = f"lint failed ({type(err).__name__}: {_first(str(err))})"
+            result.lint_error = f"lint failed ({first_line(err, with_type=True)})"
             return
         rules = sorted({f"{f.rule} {f.op_type}" if f.rule in ("unsupported-op", "custom-op") and f.op_type
                         else f.rule for f in findings})
@@ -127,7 +123,7 @@ def run_cell(cell: Cell, trt: tuple[str, ...] = (), seed: int = 0) -> CellResult
                 res = _export(cell, path, "plugin", seed)
         except UsageError as err:
             result.status, result.detail = "fail", str(err)
-            result.short = "opset mismatch" if "different opset" in str(err) else f"usage: {_first(err.rule)}"[:32]
+            result.short = "opset mismatch" if "different opset" in str(err) else f"usage: {err.rule}"[:32]
         except CheckFailed as err:  # ExportFailed, onnxsim's check, verify
             result.status, result.detail, result.short = "fail", str(err), classify_export_error(str(err))
         except Exception as err:  # an exporter crash is a result of the cell, not of the matrix

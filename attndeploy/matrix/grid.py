@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from attndeploy.errors import UsageError, require, unknown_name
+from attndeploy.cli.argtypes import UsageErrorParser
+from attndeploy.errors import require, unknown_name
 
 DEFAULT_OPSETS = (13, 16, 17, 18, 19, 20)
 MATRIX_EXPORTERS = ("torchscript", "dynamo")
@@ -133,13 +134,8 @@ def grid_from_args(ns: argparse.Namespace) -> Grid:
                 tuple(a for a in AXES if a in axes), trt)
 
 
-class _GridParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"matrix grid arguments: {message}")
-
-
 def parse_grid(argv: Sequence[str]) -> Grid:
     """A `Grid` from argument strings such as a README start marker's (`["--opsets", "13,17"]`)."""
-    parser = _GridParser(prog="attndeploy matrix", add_help=False)
+    parser = UsageErrorParser(prog="attndeploy matrix", add_help=False)
     add_grid_arguments(parser)
     return grid_from_args(parser.parse_args(list(argv)))

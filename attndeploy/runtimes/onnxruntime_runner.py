@@ -22,6 +22,32 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8"}
 
 
+ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+              "none": "ORT_DISABLE_ALL"}
+
+
+def ort_session(model: str | Path | bytes, threads: int, providers: list[str], profile_prefix: str | None = None,
+                level: str = "all") -> Any:
+    """An onnxruntime session with `threads` intra-op threads, 1 inter-op thread, graph optimization `level`.
+
+    `level`: "all" (onnxruntime's default, with the NCHWc layout transform), "extended"
+    (without it), "basic" or "none" (see `ORT_LEVELS`).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=providers)
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -51,14 +77,8 @@ class OnnxRuntimeRunner:
         self.specs: list[IOSpec] = []
 
     def activate(self) -> OnnxRuntimeRunner:
-        import onnxruntime as ort
-
-        source = self.model if isinstance(self.model, bytes) else str(self.model)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = self.threads
         try:
-            self.session = ort.InferenceSession(source, options, providers=list(self.providers))
+            self.session = ort_session(self.model, self.threads, list(self.providers))
         except Exception as err:  # onnxruntime raises its own exception types for unreadable models
             label = "the given bytes" if isinstance(self.model, bytes) else str(self.model)
             raise UsageError("onnxruntime must be able to load the model", "a valid ONNX file",
