@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attndeploy.cli.argtypes import argument_type
+from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError
 from attndeploy.shapes import parse_shape
 
@@ -87,7 +87,7 @@ def _busy(threads: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from attndeploy.bench import plan_bench, run_bench
     from attndeploy.bench.report import format_markdown, format_table
-    from attndeploy.cli.main import print_json, stderr
+    from attndeploy.cli.output import print_json, stderr
     from attndeploy.fileio import ensure_writable_dir
 
     if args.plot is not None:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from attndeploy.cli.argtypes import argument_type
+from attndeploy.argparsing import argument_type
 from attndeploy.cli.model_source import ModelSource, add_model_arguments, resolve_source
 from attndeploy.errors import UsageError
 from attndeploy.exporting.exporters import EXPORTERS
@@ -64,7 +64,7 @@ def print_table(res: ExportResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.main import stderr
+    from attndeploy.cli.output import stderr
 
     if (args.name is None) == (args.recipe is None):
         raise UsageError("export takes one model: NAME or --recipe FILE", "exactly one of them",
@@ -95,7 +95,7 @@ def _run_recipe(args: argparse.Namespace, log: Any) -> int:
 
 
 def _export_one(args: argparse.Namespace, source: ModelSource, out_dir: Path, log: Any) -> int:
-    from attndeploy.cli.main import print_json
+    from attndeploy.cli.output import print_json
     from attndeploy.exporting.pipeline import export
 
     res = export(source.model, source.example, out_dir / f"{source.name}.onnx", opset=args.opset,

@@ -32,15 +32,34 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if args.model.endswith(".onnx"):
-        from attndeploy.lint import cli as onnx_lint
-
-        args.model = Path(args.model)
-        return onnx_lint.run(args)
+        return _lint_onnx(Path(args.model), args.trt, args.json)
     return _lint_torch(args)
 
 
+def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
+    """Exit 1 when TensorRT `trt`'s parser would refuse something."""
+    from attndeploy.cli.output import print_json
+    from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
+    from attndeploy.lint.trt_support import parser_support
+
+    support = parser_support(trt)  # an unknown --trt is a UsageError (exit 2) listing the valid ones
+    findings = lint_onnx(model, support.key)
+    errors = sum(f.severity == ERROR for f in findings)
+    warnings = sum(f.severity == WARNING for f in findings)
+    if as_json:
+        print_json({"model": str(model), "trt": support.key, "source": support.source,
+                    "passed": errors == 0, "errors": errors, "warnings": warnings,
+                    "findings": [f.to_dict() for f in findings]})
+    else:
+        for f in findings:
+            print(f.format())
+        verdict = "PASSED" if errors == 0 else "FAILED"
+        print(f"{model}: TensorRT {support.key} lint {verdict} ({errors} error(s), {warnings} warning(s))")
+    return 1 if errors else 0
+
+
 def _lint_torch(args: argparse.Namespace) -> int:
-    from attndeploy.cli.main import print_json
+    from attndeploy.cli.output import print_json
     from attndeploy.lint.torch_lint import lint_model
     from attndeploy.parity import random_input
 

@@ -16,7 +16,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.main import print_json
+    from attndeploy.cli.output import print_json
 
     rows: list[dict[str, Any]] = [
         {"name": s.name, "reference": s.reference.__name__, "deploy": s.deploy.__name__,

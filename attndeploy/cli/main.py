@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-from attndeploy.cli.argtypes import UsageErrorParser
+from attndeploy.argparsing import UsageErrorParser
+from attndeploy.cli.output import stderr
 from attndeploy.errors import CheckFailed, UsageError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,10 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as err:
         stderr(f"check failed: {err}")
         return EXIT_CHECK_FAILED
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=2))
 
 
 if __name__ == "__main__":

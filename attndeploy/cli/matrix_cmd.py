@@ -36,7 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_readme(args: argparse.Namespace) -> int:
-    from attndeploy.cli.main import stderr
+    from attndeploy.cli.output import stderr
     from attndeploy.fileio import write_bytes_atomic
     from attndeploy.matrix import parse_grid, run_matrix, to_markdown
     from attndeploy.matrix.readme import read_readme, replace_block
@@ -59,7 +59,7 @@ def _run_readme(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.main import print_json
+    from attndeploy.cli.output import print_json
     from attndeploy.matrix.grid import grid_from_args, grid_given
 
     require(args.jobs >= 1, "--jobs must be a positive integer", ">= 1", args.jobs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from attndeploy.cli.argtypes import argument_type
+from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError, require
 from attndeploy.registry import ModuleSpec, create, get_spec, list_modules
 from attndeploy.shapes import Shape, format_shape, parse_shape

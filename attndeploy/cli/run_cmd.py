@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from attndeploy.cli.argtypes import argument_type
+from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError, require
 from attndeploy.runtimes.backends import FILE_BACKENDS, make_runner
 from attndeploy.runtimes.feeds import IOSpec

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from attndeploy.cli.argtypes import UsageErrorParser
+from attndeploy.argparsing import UsageErrorParser
 from attndeploy.errors import require, unknown_name
 
 DEFAULT_OPSETS = (13, 16, 17, 18, 19, 20)

@@ -1,4 +1,6 @@
-"""Argument converters that keep our error messages (argparse would replace them with "invalid value")."""
+"""argparse with our error messages: converters keep them, and a usage error is a one-line `UsageError`.
+
+Used by the CLI and by anything else that parses argument lists (the README's matrix marker)."""
 
 from __future__ import annotations
 
