@@ -43,12 +43,15 @@ def require_divisible(name: str, value: int, divisor: int, divisor_name: str) ->
     )
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UsageError:
-    """An error for an unknown name that lists the valid ones and suggests the closest."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=1)
+def unknown_name(kind: str, name: object, valid: Iterable[str]) -> UsageError:
+    """An error for an unknown name that lists the valid ones and suggests the closest.
+
+    `name` may be anything a caller passed (``None``, a number): only a string gets a suggestion.
+    """
+    choices = sorted(str(v) for v in valid)
+    close = difflib.get_close_matches(name, choices, n=1) if isinstance(name, str) else []
     hint = f"did you mean {close[0]!r}?" if close else ""
-    return UsageError(f"unknown {kind} {name!r}", "one of " + ", ".join(valid), repr(name), hint)
+    return UsageError(f"unknown {kind} {name!r}", "one of " + ", ".join(choices), repr(name), hint)
 
 
 def first_line(err: BaseException, limit: int = 300, with_type: bool = False) -> str:

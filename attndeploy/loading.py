@@ -3,6 +3,9 @@
     model = load_model("attndeploy.nets.host:build_host", {"attn": "cbam"}, weights="host.pt")
 
 Rules (each broken one raises `UsageError` naming the rule, the expected and the actual value):
+- user code that exits the process on import or in the factory (``sys.exit``, an
+  argparse parsing our ``sys.argv``, ``raise KeyboardInterrupt``) is refused
+  (`attndeploy.usercode.calling_user_code`); a real Ctrl-C stays an interrupt;
 - the part before ``:`` is an importable module (``pkg.module``; the current folder is
   tried too) or a ``.py`` file; the part after ``:`` is a callable in it (dotted names
   allowed, ``Class.build``); without ``:factory`` a callable named ``build_model`` is used;
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from attndeploy.errors import UsageError, first_line, require
+from attndeploy.usercode import calling_user_code
 
 DEFAULT_FACTORY = "build_model"
 STATE_DICT_KEYS = ("state_dict", "model")
@@ -63,15 +67,24 @@ def _load_file(location: str) -> Any:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as err:
+        with calling_user_code(f"the model file {str(path)!r} (on import)"):
+            try:
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
+            except Exception as err:
+                raise UsageError(f"the model file {str(path)!r} fails on import", "a file that imports cleanly",
+                                 first_line(err, with_type=True)) from err
+    except BaseException:
         sys.modules.pop(name, None)
-        raise UsageError(f"the model file {str(path)!r} fails on import", "a file that imports cleanly",
-                         first_line(err, with_type=True)) from err
+        raise
     return module
 
 
 def _import(location: str) -> Any:
+    with calling_user_code(f"the model module {location!r} (on import)"):
+        return _import_module(location)
+
+
+def _import_module(location: str) -> Any:
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as err:
@@ -111,13 +124,14 @@ def load_model(source: str, kwargs: dict[str, Any] | None = None, weights: str |
     require(kwargs is None or isinstance(kwargs, Mapping), "model kwargs must be a mapping of argument names",
             "a dict", type(kwargs).__name__)
     factory = resolve_factory(source)
-    try:
-        model = factory(**dict(kwargs or {}))
-    except UsageError:
-        raise
-    except Exception as err:
-        raise UsageError(f"the factory {source!r} fails when called with kwargs {dict(kwargs or {})!r}",
-                         "a call that returns the model", first_line(err, with_type=True)) from err
+    with calling_user_code(f"the factory {source!r}"):
+        try:
+            model = factory(**dict(kwargs or {}))
+        except UsageError:
+            raise
+        except Exception as err:
+            raise UsageError(f"the factory {source!r} fails when called with kwargs {dict(kwargs or {})!r}",
+                             "a call that returns the model", first_line(err, with_type=True)) from err
     require(isinstance(model, nn.Module), f"the factory {source!r} must return an nn.Module", "an nn.Module",
             type(model).__name__)
     if weights is not None:

@@ -1,116 +1,69 @@
-"""Export recipes: one TOML file says which model to export, how, and where.
+"""Export recipes: one TOML reader, one schema, for one model or many; each entry becomes `ExportSettings`.
+
+One model (`export/host_cbam.toml`)::
 
     [model]
-    source = "attndeploy.nets.host:build_host"   # pkg.module:factory or path/to/file.py:factory
+    source = "attndeploy.nets.host:build_host"   # pkg.module:factory, path/to/file.py:factory, or a registry name
     kwargs = { attn = "cbam", width = 32 }       # optional
     weights = "runs/host_cbam.pt"                # optional
 
     [export]
     input = [1, 3, 96, 96]                       # or "1x3x96x96"
-    dynamic = true                               # optional, default true
-    opset = 17                                   # optional, default 17
-    exporter = "auto"                            # optional: auto | torchscript | dynamo
-    precision = "fp32"                           # optional: fp32 | fp16
     out = "models/host_cbam"                     # optional, default models/<recipe name>
 
-Relative paths (a ``.py`` source, weights, out) are taken from the current working
-directory, as CLI arguments are. Every key is validated on load; a bad one raises
-`UsageError` naming the key, the expected and the actual value (an unknown key also
-suggests the closest known one).
+Many registry modules (`export/zoo.toml`), each to `<out>/<name>/<name>.onnx`::
+
+    [zoo]
+    modules = "all"                              # or ["se", "cbam"]
+    out = "models"                               # optional
+
+Both take the same export keys (in `[export]`, or in `[zoo]` beside `modules`): `opset`,
+`dynamic`, `exporter`, `precision`, `seed`, `parity_shapes`, `atol`, `rtol`, `keep_fp32`,
+`calib`, `calibration_method`, `int8_target`, `int8_flavour`, `deform_conv`, `rewrites`,
+`simplify` (see `ExportSettings`). Each entry writes `report.json` beside its model.
+Relative paths are taken from the current folder, as CLI arguments are. A bad key raises
+`UsageError` naming it (an unknown one suggests the closest).
 """
 
 from __future__ import annotations
 
+import sys
+import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attndeploy.errors import UsageError, require, unknown_name
-from attndeploy.exporting.exporters import plan_exporters
-from attndeploy.shapes import Shape, format_shape, parse_shape
+from tqdm import tqdm
 
-PRECISIONS = ("fp32", "fp16")
-SECTIONS = {"model": ("source", "kwargs", "weights"),
-            "export": ("input", "dynamic", "opset", "exporter", "precision", "out")}
+from attndeploy.quiet import quiet
+from attndeploy.errors import CheckFailed, UsageError, first_line, require, unknown_name
+from attndeploy.pipeline import run_pipeline
+from attndeploy.pipeline.result import ExportResult
+from attndeploy.pipeline.state import Log
+from attndeploy.registry import get_spec, list_modules
+from attndeploy.settings import ExportSettings
+from attndeploy.shapes import Shape, parse_shape
+from attndeploy.sources import is_registry_name
+
+# recipe key -> ExportSettings field
+EXPORT_KEYS = {"input": "example", "opset": "opset", "dynamic": "dynamic", "exporter": "exporter",
+               "precision": "precision", "seed": "seed", "parity_shapes": "parity_shapes", "atol": "atol",
+               "rtol": "rtol", "keep_fp32": "keep_fp32", "calib": "calibration",
+               "calibration_method": "calibration_method", "int8_target": "int8_target",
+               "int8_flavour": "int8_flavour", "deform_conv": "deform_conv", "rewrites": "rewrites",
+               "simplify": "simplify"}
+MODEL_KEYS = ("source", "kwargs", "weights")
+SECTIONS = {"model": MODEL_KEYS, "export": (*EXPORT_KEYS, "out"), "zoo": ("modules", *EXPORT_KEYS, "out")}
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A validated recipe (`path`: the TOML file it came from, if any)."""
+    """A validated recipe: `jobs` in order (one for `[model]`, one per module for `[zoo]`)."""
 
-    name: str
-    source: str
-    input_shape: Shape
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    weights: Path | None = None
-    dynamic: bool = True
-    opset: int = 17
-    exporter: str = "auto"
-    precision: str = "fp32"
-    out_dir: Path = Path("models")
-    path: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "kwargs": dict(self.kwargs),
-                "weights": str(self.weights) if self.weights else None, "input": format_shape(self.input_shape),
-                "dynamic": self.dynamic, "opset": self.opset, "exporter": self.exporter,
-                "precision": self.precision, "out": str(self.out_dir), "path": str(self.path) if self.path else None}
-
-
-def typed_value(table: dict[str, Any], section: str, key: str, kind: type | tuple[type, ...], expected: str,
-           default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    require(ok, f"recipe key [{section}].{key} has the wrong type", expected, f"{value!r} ({type(value).__name__})")
-    return value
-
-
-def _input_shape(value: Any) -> Shape:
-    key = "recipe key [export].input"
-    if isinstance(value, str):
-        try:
-            return parse_shape(value)
-        except UsageError as err:
-            raise UsageError(key + " must be a shape", "e.g. '1x3x224x224' or [1, 3, 224, 224]", repr(value)) from err
-    require(isinstance(value, list) and len(value) >= 1 and all(isinstance(d, int) and not isinstance(d, bool)
-                                                               and d > 0 for d in value),
-            key + " must be a shape", "a list of positive ints, e.g. [1, 3, 224, 224]", repr(value))
-    return tuple(value)
-
-
-def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> Recipe:
-    """Validate a parsed TOML document (see the module docstring) into a `Recipe` named `name`."""
-    for section, table in data.items():
-        if section not in SECTIONS:
-            raise unknown_name("recipe section", section, SECTIONS)
-        require(isinstance(table, dict), f"recipe section [{section}] must be a table",
-                f"[{section}] with keys", type(table).__name__)
-        for key in table:
-            if key not in SECTIONS[section]:
-                raise unknown_name(f"key in recipe section [{section}]", key, SECTIONS[section])
-    model, export = data.get("model", {}), data.get("export", {})
-    require("source" in model, "recipe key [model].source is required", "'pkg.module:factory' or "
-            "'path/to/file.py:factory'", "no [model].source")
-    require("input" in export, "recipe key [export].input is required", "e.g. [1, 3, 224, 224]", "no [export].input")
-    source = typed_value(model, "model", "source", str, "a string 'pkg.module:factory'", None)
-    require(source.strip() != "", "recipe key [model].source must not be empty", "'pkg.module:factory'", repr(source))
-    kwargs = typed_value(model, "model", "kwargs", dict, "a table, e.g. { attn = 'cbam' }", {})
-    weights = typed_value(model, "model", "weights", str, "a path string", None)
-    exporter = typed_value(export, "export", "exporter", str, "auto, torchscript or dynamo", "auto")
-    opset = typed_value(export, "export", "opset", int, "an int, e.g. 17", 17)
-    plan_exporters(exporter, opset)  # raises UsageError for an unknown exporter or an opset it cannot write
-    precision = typed_value(export, "export", "precision", str, " or ".join(PRECISIONS), "fp32")
-    require(precision in PRECISIONS, "recipe key [export].precision must be a known precision",
-            "one of " + ", ".join(PRECISIONS), repr(precision))
-    out = typed_value(export, "export", "out", str, "a folder path", None)
-    return Recipe(
-        name=name, source=source, input_shape=_input_shape(export["input"]), kwargs=dict(kwargs),
-        weights=Path(weights) if weights else None,
-        dynamic=typed_value(export, "export", "dynamic", bool, "true or false", True), opset=opset, exporter=exporter,
-        precision=precision, out_dir=Path(out) if out else Path("models") / name, path=path)
+    path: Path | None
+    kind: str                       # "model" or "zoo"
+    jobs: tuple[ExportSettings, ...]
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -122,7 +75,157 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"the recipe {str(path)!r} is not valid TOML", "a TOML document", str(err)) from err
 
 
+def _shape(value: Any, key: str) -> Shape:
+    if isinstance(value, str):
+        try:
+            return parse_shape(value)
+        except UsageError as err:
+            raise UsageError(f"recipe key {key} must be a shape", "e.g. '1x3x224x224' or [1, 3, 224, 224]",
+                             repr(value)) from err
+    require(isinstance(value, list) and len(value) > 0
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value),
+            f"recipe key {key} must be a shape", "a list of positive ints, e.g. [1, 3, 224, 224]", repr(value))
+    return tuple(value)
+
+
+def _options(table: dict[str, Any], section: str) -> dict[str, Any]:
+    """ExportSettings options from a table's export keys (shapes parsed; other values checked by the settings)."""
+    options: dict[str, Any] = {}
+    for key, value in table.items():
+        field = EXPORT_KEYS.get(key)
+        if field is None:
+            continue
+        if key == "input":
+            value = _shape(value, f"[{section}].input")
+        elif key == "parity_shapes":
+            require(isinstance(value, list) and len(value) > 0, f"recipe key [{section}].parity_shapes must be a list of "
+                    "shapes", "e.g. ['1x3x640x640', '2x3x480x640']", repr(value))
+            value = [_shape(v, f"[{section}].parity_shapes") for v in value]
+        options[field] = value
+    return options
+
+
+def _settings(key: str, **options: Any) -> ExportSettings:
+    try:
+        return ExportSettings.create(**options)
+    except UsageError as err:
+        raise UsageError(f"recipe {key}: {err.rule}", err.expected, err.actual, err.hint) from err
+
+
+def _check_sections(data: dict[str, Any]) -> str:
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise unknown_name("recipe section", section, SECTIONS)
+        require(isinstance(table, dict), f"recipe section [{section}] must be a table", f"[{section}] with keys",
+                type(table).__name__)
+        for key in table:
+            if key not in SECTIONS[section]:
+                raise unknown_name(f"key in recipe section [{section}]", key, SECTIONS[section])
+    require(("zoo" in data) != ("model" in data), "a recipe has either a [model] or a [zoo] table",
+            "[model] (+ [export]) for one model, [zoo] for registry modules", ", ".join(f"[{s}]" for s in data) or
+            "no tables")
+    require("zoo" not in data or "export" not in data, "a [zoo] recipe keeps its export keys in [zoo]",
+            "[zoo] alone", "[zoo] and [export]")
+    return "zoo" if "zoo" in data else "model"
+
+
+def _folder(table: dict[str, Any], section: str, default: Path) -> Path:
+    out = table.get("out", None)
+    if out is None:
+        return default
+    require(isinstance(out, str) and out.strip() != "", f"recipe key [{section}].out must be a folder path",
+            "a non-empty string", repr(out))
+    return Path(out).expanduser()
+
+
+def _modules(value: Any) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(list_modules())
+    require(isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) for v in value),
+            "recipe key [zoo].modules must be \"all\" or a list of registry names", '"all" or ["se", "cbam"]',
+            repr(value))
+    for name in value:
+        get_spec(name)  # unknown: lists the valid ones and suggests the closest
+    return tuple(dict.fromkeys(value))
+
+
+def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> Recipe:
+    """Validate a parsed TOML document into a `Recipe`; `name` names a `[model]` recipe's files."""
+    if _check_sections(data) == "zoo":
+        zoo = data["zoo"]
+        require("modules" in zoo, "recipe key [zoo].modules is required", '"all" or a list of names', "no modules key")
+        root, options = _folder(zoo, "zoo", Path("models")), _options(zoo, "zoo")
+        jobs = tuple(_settings(f"[zoo] {m}", source=m, out_path=root / m / f"{m}.onnx", name=m,
+                               report_path=root / m / "report.json", **options) for m in _modules(zoo["modules"]))
+        return Recipe(path, "zoo", jobs)
+    model, export = data["model"], data.get("export", {})
+    require("source" in model, "recipe key [model].source is required",
+            "'pkg.module:factory', 'path/to/file.py:factory' or a registry name", "no [model].source")
+    require(isinstance(model.get("kwargs", {}), dict), "recipe key [model].kwargs must be a table",
+            "e.g. { attn = 'cbam' }", repr(model.get("kwargs")))
+    source = model["source"]
+    require("input" in export or not isinstance(source, str) or is_registry_name(source)
+            or source.endswith((".yaml", ".yml", ".pt", ".pth")),
+            "recipe key [export].input is required", "e.g. [1, 3, 224, 224] (registry names and detector YAMLs "
+            "have a default)",
+            "no [export].input")
+    folder = _folder(export, "export", Path("models") / name)
+    job = _settings("[model]", source=model["source"], kwargs=model.get("kwargs", {}), weights=model.get("weights"),
+                    name=name, out_path=folder / f"{name}.onnx", report_path=folder / "report.json",
+                    **_options(export, "export"))
+    return Recipe(path, "model", (job,))
+
+
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate the TOML recipe at `path`; its name is the file's stem."""
+    """Read and validate the TOML recipe at `path`; a `[model]` recipe's files are named after the file's stem."""
     path = Path(path).expanduser()
     return parse_recipe(read_toml(path), path.stem, path)
+
+
+class RecipeFailed(CheckFailed):
+    """Some entries could not be exported; `results` holds the ones that were, `failures` name -> reason."""
+
+    def __init__(self, message: str, results: list[ExportResult], failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.results, self.failures = results, failures
+
+
+def run_recipe(recipe: Recipe, log: Log | None = None, progress: bool = True) -> list[ExportResult]:
+    """Export every entry through the pipeline, each writing its model and `report.json`.
+
+    A `[model]` recipe raises what its export raises. A `[zoo]` recipe goes on past a
+    module that cannot be exported, with a progress bar on stderr and its library chatter
+    kept quiet; it raises `RecipeFailed` after the last module when any could not be
+    exported. A parity failure is a result (check `.passed`), its file kept as `.rejected.onnx`.
+    """
+    log = log or (lambda _msg: None)
+    if recipe.kind == "model":
+        return [run_pipeline(recipe.jobs[0], log)]
+    start = time.perf_counter()
+    results: list[ExportResult] = []
+    failures: dict[str, str] = {}
+    with tqdm(total=len(recipe.jobs), desc="zoo", unit="module", file=sys.stderr, disable=not progress) as bar:
+        for job in recipe.jobs:
+            name = str(job.name)
+            bar.set_postfix_str(name)
+            try:
+                with quiet() as captured:
+                    res = run_pipeline(job)
+            except (CheckFailed, UsageError) as err:
+                failures[name] = first_line(err)
+                bar.write(f"zoo: {name} failed: {failures[name]}" + (f"\n{captured.tail(5)}" if captured.text else ""),
+                          file=sys.stderr)
+            else:
+                results.append(res)
+                if not res.passed:
+                    log(f"zoo: {name} failed parity: {res.parity.failure_message()}")
+            bar.update()
+    for name, reason in failures.items():
+        log(f"zoo: {name} not exported: {reason}")
+    first = recipe.jobs[0]
+    log(f"zoo: {sum(r.passed for r in results)}/{len(recipe.jobs)} modules exported and passed parity in "
+        f"{time.perf_counter() - start:.1f} s (opset {first.opset}, {'dynamic' if first.dynamic else 'static'})")
+    if failures:
+        raise RecipeFailed(f"{len(failures)} of {len(recipe.jobs)} modules could not be exported: "
+                           + "; ".join(f"{n}: {r}" for n, r in failures.items()), results, failures)
+    return results

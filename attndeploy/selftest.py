@@ -9,7 +9,6 @@ prints a summary; exit 0 when every stage that ran passed, 1 otherwise, 2 for ba
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import tempfile
@@ -20,23 +19,27 @@ from typing import Any
 import torch
 
 import attndeploy
+from attndeploy.argparsing import UsageErrorParser
+from attndeploy.copying import private_copy
 from attndeploy.errors import CheckFailed, UsageError, first_line, require
-from attndeploy.fileio import write_json_atomic
-from attndeploy.parity import ParityReport, check_parity
-from attndeploy.registry import ModuleSpec, Tolerance
-from attndeploy.runtimes.onnxruntime_runner import (
-    PROVIDERS,
-    OnnxRuntimeRunner,
-    available_providers,
-)
+from attndeploy.fileio import check_output_file, ensure_writable_dir, remove_created_dirs, write_json_atomic
+from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL
+from attndeploy.parity.check import Probe, compare_probes, make_probes
+from attndeploy.parity.compare import ParityReport
+from attndeploy.pipeline import run_pipeline
+from attndeploy.pipeline.result import ExportResult
+from attndeploy.registry import create, get_spec
+from attndeploy.runtimes.onnxruntime_runner import available_providers
 from attndeploy.runtimes.torch_runner import TorchRunner
+from attndeploy.settings import EngineSettings, ExportSettings
+from attndeploy.tensorrt._api import require_tensorrt
+from attndeploy.weights import randomize_
 
-FP32_TOL, FP16_TOL, FP16_MIN_COSINE = Tolerance(1e-4, 1e-3), Tolerance(1e-2, 1e-2), 0.999
 Stage = dict[str, Any]
 
 
 def _stage(parity: ParityReport, min_cosine: float | None = None) -> Stage:
-    cosine = min(o.min_cosine for o in parity.outputs)
+    cosine = parity.min_cosine
     passed = parity.passed and (min_cosine is None or cosine >= min_cosine)
     return {"passed": passed, "max_abs_err": parity.max_abs_err, "min_cosine": cosine,
             "detail": parity.failure_message() or ("" if passed else f"cosine {cosine:.5f} < {min_cosine}")}
@@ -46,44 +49,16 @@ def _skip(reason: str) -> Stage:
     return {"passed": None, "skipped": reason}
 
 
-def _eager_cuda(model: torch.nn.Module, spec: ModuleSpec, dtype: torch.dtype) -> Stage:
-    tol, cosine = (FP16_TOL, FP16_MIN_COSINE) if dtype == torch.float16 else (FP32_TOL, None)
-    runner = TorchRunner(_copy(model), "cuda", dtype)
-    with runner:
-        parity = check_parity(model, lambda x: list(runner.infer({"input": x}).values()), ["output"],
-                              spec.parity_shapes(), tol, f"eager-cuda-{dtype}".replace("torch.", ""))
+def _eager_cuda(model: torch.nn.Module, probes: list[Probe], dtype: torch.dtype) -> Stage:
+    """Eager on CUDA in `dtype` against the eager CPU truth (not an export: the comparison only)."""
+    tol, cosine = (TRT_FP16_TOL, TRT_FP16_MIN_COSINE) if dtype == torch.float16 else (TRT_FP32_TOL, None)
+    with TorchRunner(private_copy(model), "cuda", dtype) as runner:
+        parity = compare_probes(probes, lambda x: list(runner.infer({"input": x}).values()), list(probes[0].refs),
+                                tol, runner.name)
     return _stage(parity, cosine)
 
 
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
-
-
-def _ort_cuda(model: torch.nn.Module, spec: ModuleSpec, onnx_path: Path) -> Stage:
-    with OnnxRuntimeRunner(onnx_path, PROVIDERS["onnxruntime-cuda"]) as runner:
-        parity = check_parity(model, lambda x: list(runner.infer({"input": x}).values()), runner.output_names,
-                              spec.parity_shapes(), FP32_TOL, "onnxruntime-cuda")
-    return _stage(parity)
-
-
-def _tensorrt(model: torch.nn.Module, spec: ModuleSpec, onnx_path: Path, fp16: bool) -> Stage:
-    from attndeploy.tensorrt.deploy import engine_for_export
-
-    report = engine_for_export(onnx_path, model, spec.example_shape, spec=spec, fp16=fp16)
-    return {**_stage(report.parity, report.min_cosine), "engine": str(report.build.engine_path)}
-
-
-def _exported(path: Path | None) -> Path:
-    if path is None:
-        raise CheckFailed("the ONNX export did not pass")
-    return path
-
-
 def _tensorrt_missing() -> str | None:
-    from attndeploy.tensorrt._api import require_tensorrt
-
     try:
         require_tensorrt()
     except UsageError as err:
@@ -91,34 +66,55 @@ def _tensorrt_missing() -> str | None:
     return None
 
 
-def run_module(name: str, workdir: Path, cuda: bool, trt_missing: str | None) -> dict[str, Stage]:
-    spec = attndeploy.get_spec(name)
-    model = attndeploy.randomize_(attndeploy.create(name)).eval()
+def _export(model: torch.nn.Module, name: str, workdir: Path, **options: Any) -> ExportResult:
+    settings = ExportSettings.create(model, get_spec(name).example_shape, workdir / f"{name}.onnx", opset=17,
+                                     name=name, atol=TRT_FP32_TOL.atol, rtol=TRT_FP32_TOL.rtol, **options)
+    return run_pipeline(settings)
+
+
+def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missing: str | None) -> dict[str, Stage]:
+    """onnxruntime CPU (and CUDA where installed) and the TensorRT fp32 engine in one run; fp16 in a second."""
+    cuda_ep = "CUDAExecutionProvider" in available_providers()
+    backends = ("onnxruntime-cpu", "onnxruntime-cuda") if cuda_ep else ("onnxruntime-cpu",)
     stages: dict[str, Stage] = {}
     try:
-        res = attndeploy.export(model, spec.example_shape, workdir / f"{name}.onnx", opset=17, name=name)
-        stages["onnxruntime-cpu"] = _stage(res.parity)
-        onnx_path: Path | None = res.onnx_path if res.parity.passed else None
+        res = _export(model, name, workdir, backends=backends, engine=None if trt_missing else EngineSettings())
     except (UsageError, CheckFailed) as err:
-        stages["onnxruntime-cpu"] = {"passed": False, "detail": str(err)}
-        onnx_path = None
-    no_cuda = "no CUDA device (torch.cuda.is_available() is False)"
-    checks: list[tuple[str, Callable[[], Stage], str | None]] = [
-        ("eager-cuda-fp32", lambda: _eager_cuda(model, spec, torch.float32), None if cuda else no_cuda),
-        ("eager-cuda-fp16", lambda: _eager_cuda(model, spec, torch.float16), None if cuda else no_cuda),
-        ("onnxruntime-cuda", lambda: _ort_cuda(model, spec, _exported(onnx_path)),
-         None if "CUDAExecutionProvider" in available_providers() else "onnxruntime has no CUDAExecutionProvider"),
-        ("tensorrt-fp32", lambda: _tensorrt(model, spec, _exported(onnx_path), False), trt_missing),
-        ("tensorrt-fp16", lambda: _tensorrt(model, spec, _exported(onnx_path), True), trt_missing),
-    ]
-    for stage, check, reason in checks:
-        if reason is None and onnx_path is None and stage.startswith(("onnxruntime", "tensorrt")):
-            reason = "the ONNX export did not pass"
+        return {"onnxruntime-cpu": {"passed": False, "detail": first_line(err)}}
+    stages["onnxruntime-cpu"] = _stage(res.parities["fp32/onnxruntime-cpu"])
+    stages["onnxruntime-cuda"] = (_stage(res.parities["fp32/onnxruntime-cuda"]) if cuda_ep
+                                  else _skip("onnxruntime has no CUDAExecutionProvider"))
+    for precision in ("fp32", "fp16"):
+        key = f"tensorrt-{precision}"
+        if trt_missing:
+            stages[key] = _skip(trt_missing)
+            continue
+        if not res.parity.passed:
+            stages[key] = _skip("the ONNX export did not pass")
+            continue
         try:
-            stages[stage] = _skip(reason) if reason else check()
+            run = res if precision == "fp32" else _export(model, name, workdir, engine=EngineSettings(fp16=True))
+            engine = run.engine
+            stages[key] = {**_stage(engine.parity, engine.min_cosine), "engine": str(engine.build.engine_path)}
         except (UsageError, CheckFailed, RuntimeError) as err:
-            stages[stage] = {"passed": False, "detail": first_line(err)}
+            stages[key] = {"passed": False, "detail": first_line(err)}
     return stages
+
+
+def run_module(name: str, workdir: Path, cuda: bool, trt_missing: str | None) -> dict[str, Stage]:
+    spec = get_spec(name)
+    model = randomize_(create(name)).eval()
+    stages = _pipeline_stages(model, name, workdir, trt_missing)
+    no_cuda = "no CUDA device (torch.cuda.is_available() is False)"
+    probes = make_probes(model, spec.parity_shapes()) if cuda else []
+    for key, dtype in (("eager-cuda-fp32", torch.float32), ("eager-cuda-fp16", torch.float16)):
+        try:
+            stages[key] = _eager_cuda(model, probes, dtype) if cuda else _skip(no_cuda)
+        except (UsageError, CheckFailed, RuntimeError) as err:
+            stages[key] = {"passed": False, "detail": first_line(err)}
+    order = ("onnxruntime-cpu", "eager-cuda-fp32", "eager-cuda-fp16", "onnxruntime-cuda", "tensorrt-fp32",
+             "tensorrt-fp16")
+    return {k: stages[k] for k in order if k in stages}
 
 
 def selftest(names: list[str], gpu: bool, log: Callable[[str], None]) -> dict[str, Any]:
@@ -162,18 +158,21 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m attndeploy.selftest", description=__doc__.splitlines()[0])
+    """Exit 0: every stage that ran passed; 1: one failed; 2: bad usage (one `error:` line), before any stage."""
+    parser = UsageErrorParser(prog="python -m attndeploy.selftest", description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="fail (exit 2) unless a CUDA device is present")
     parser.add_argument("--names", default=None, help="comma-separated registry names (default: all)")
     parser.add_argument("--out", type=Path, default=Path("models/selftest.json"))
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         names = args.names.split(",") if args.names else attndeploy.list_modules()
         for n in names:
             attndeploy.get_spec(n)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        check_output_file(args.out)
+        ensure_writable_dir(args.out.parent)
         report = selftest(names, args.gpu, lambda m: print(m, file=sys.stderr, flush=True))
     except UsageError as err:
+        remove_created_dirs()
         print(f"error: {err}", file=sys.stderr)
         return 2
     write_json_atomic(args.out, report)

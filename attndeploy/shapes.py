@@ -1,48 +1,48 @@
-"""Input shapes: parsing `1x64x56x56` and the parity sweep around an example shape."""
+"""Input shapes: parsing `1x64x56x56` (one shape, a list, an image size) and printing them."""
 
 from __future__ import annotations
 
 from attndeploy.errors import UsageError, require
+from attndeploy.limits import check_tensor_bytes
 
 Shape = tuple[int, ...]
 
 
+MAX_DIGITS = 18  # per dim: larger numbers are refused by the size check anyway
+
+
 def parse_shape(text: str) -> Shape:
-    """`"1x64x56x56"` -> `(1, 64, 56, 56)`; a malformed string raises `UsageError`."""
-    parts = text.lower().replace("×", "x").split("x")
-    if not all(p.strip().isdigit() for p in parts):
-        raise UsageError("--input must be positive integers joined by 'x'", "e.g. 1x64x56x56", repr(text))
+    """`"1x64x56x56"` -> `(1, 64, 56, 56)`; a malformed string raises `UsageError`.
+
+    A float32 tensor of the shape must fit in half of this machine's memory
+    (`attndeploy.limits.check_tensor_bytes`): a shape is only parsed to be allocated.
+    """
+    parts = [p.strip() for p in text.lower().replace("×", "x").split("x")]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise UsageError("a shape must be positive integers joined by 'x'", "e.g. 1x64x56x56", repr(text))
+    require(all(len(p.lstrip("0")) <= MAX_DIGITS for p in parts), "a shape's dims must be at most 18 digits",
+            f"dims below 10**{MAX_DIGITS}", repr(text))
     shape = tuple(int(p) for p in parts)
-    require(all(d > 0 for d in shape), "--input dimensions must be positive", "every dim >= 1", text)
+    require(all(d > 0 for d in shape), "a shape's dimensions must be positive", "every dim >= 1", text)
+    check_tensor_bytes(shape, f"a float32 tensor of shape {format_shape(shape)}")
     return shape
+
+
+def parse_shapes(text: str) -> list[Shape]:
+    """`"1x3x640x640,2x3x480x640"` -> `[(1, 3, 640, 640), (2, 3, 480, 640)]` (each as `parse_shape`)."""
+    parts = [p for p in text.split(",") if p.strip()]
+    require(bool(parts), "a list of shapes must name at least one", "e.g. 1x3x640x640,2x3x480x640", repr(text))
+    return [parse_shape(p) for p in parts]
+
+
+def parse_imgsz(text: str) -> tuple[int, int]:
+    """`"640"` -> (640, 640); `"480,640"` -> (480, 640) (H, W, as ultralytics' --imgsz)."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    require(1 <= len(parts) <= 2 and all(p.isascii() and p.isdigit() and 0 < int(p) <= 1 << 15 for p in parts),
+            "--imgsz must be one size or H,W", "e.g. 640 or 480,640", repr(text))
+    h, w = (int(parts[0]), int(parts[-1]))
+    return h, w
 
 
 def format_shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def sweep_shapes(example: Shape, hw_multiple: int = 1, min_hw: int = 1) -> list[Shape]:
-    """Three shapes other than `example` (N, C, H, W) for dynamic-axes parity.
-
-    Batch > 1 at the example H, W; odd H and W (odd multiples of `hw_multiple`); a
-    larger batch with a non-square, non-divisible H, W. Inputs that are not 4-D get
-    the batch variants only.
-    """
-    if len(example) != 4:
-        n, rest = example[0], tuple(example[1:])
-        return [(n + 1, *rest), (n + 2, *rest)]
-    n, c, h, w = example
-    m = hw_multiple
-
-    def fit(size: int, odd: bool) -> int:
-        units = max(size // m, -(-min_hw // m), 1)
-        if odd and units % 2 == 0:
-            units += 1
-        return units * m
-
-    candidates = [
-        (n + 1, c, h, w),
-        (1, c, fit(h * 3 // 4, odd=True), fit(w // 2 + 1, odd=True)),
-        (n + 2, c, fit(h // 3 + 2, odd=False), fit(w + w // 4 + 1, odd=True)),
-    ]
-    return [s for s in candidates if s != tuple(example)]

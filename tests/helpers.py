@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
+
+from attndeploy.lowering.deformconv import PLUGIN_DOMAIN, plugin_nodes_to_onnx
 
 
 def ort_session(onnx_path: Path) -> ort.InferenceSession:
@@ -15,10 +18,6 @@ def ort_session(onnx_path: Path) -> ort.InferenceSession:
 
     TensorRT plugin nodes (which onnxruntime cannot run) are swapped for ONNX DeformConv.
     """
-    import onnx
-
-    from attndeploy.lowering.deform_conv import PLUGIN_DOMAIN, plugin_nodes_to_onnx
-
     model = onnx.load(str(onnx_path))
     if any(n.domain == PLUGIN_DOMAIN for n in model.graph.node):
         model = plugin_nodes_to_onnx(model)
@@ -49,6 +48,4 @@ def assert_onnx_matches_eager(onnx_path: Path, model: torch.nn.Module, shapes: S
 
 
 def op_types(onnx_path: Path) -> list[str]:
-    import onnx
-
     return [n.op_type for n in onnx.load(str(onnx_path)).graph.node]

@@ -21,8 +21,8 @@ import torchvision
 from torch import nn
 
 import attndeploy
-from attndeploy.exporting.pipeline import ExportFailed
-from attndeploy.exporting.result import ExportResult
+from attndeploy.pipeline import ExportFailed
+from attndeploy.pipeline.result import ExportResult
 from attndeploy.rewrites import export_rewrites
 from attndeploy.weights import randomize_
 from tests import blog_models as bm

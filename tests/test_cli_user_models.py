@@ -61,7 +61,7 @@ def test_export_with_weights_uses_them(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,rule", [
     (["export", "no_such_pkg.models:build", "--input", "1x3x8x8"], "import"),
-    (["export", DETECTOR], "--input is required"),
+    (["export", DETECTOR], "an example input is required"),
     (["export", DETECTOR, "--input", "3x20x16"], "rank"),
     (["export", "cbam", "--recipe", "export/zoo.toml"], "exactly one of them"),
 ])

@@ -20,7 +20,7 @@ from attndeploy.weights import randomize_
 
 EXAMPLE = (1, 3, 64, 64)
 PARITY = [EXAMPLE, (2, 3, 64, 64), (2, 3, 96, 80), (1, 3, 96, 80)]  # two resolutions, batch 2
-HAS_DEFORM_LOWERING = importlib.util.find_spec("attndeploy.lowering.deform_conv") is not None
+HAS_DEFORM_LOWERING = importlib.util.find_spec("attndeploy.lowering.deformconv") is not None
 
 
 def _names() -> list[object]:
@@ -28,7 +28,7 @@ def _names() -> list[object]:
     for name in attndeploy.list_modules():
         marks = [pytest.mark.slow]
         if name == "deformconv" and not HAS_DEFORM_LOWERING:
-            marks.append(pytest.mark.skip(reason="attndeploy.lowering.deform_conv is not there yet"))
+            marks.append(pytest.mark.skip(reason="attndeploy.lowering.deformconv is not there yet"))
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
@@ -84,11 +84,12 @@ def test_host_recipe_end_to_end(tmp_path: Path) -> None:
     from attndeploy.loading import load_model
     from attndeploy.recipes import load_recipe
 
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "export" / "host_cbam.toml")
-    model = randomize_(load_model(recipe.source, recipe.kwargs), 0).eval()
-    x = torch.randn(recipe.input_shape)
+    (job,) = load_recipe(Path(__file__).resolve().parents[1] / "export" / "host_cbam.toml").jobs
+    assert isinstance(job.source, str) and job.example is not None
+    model = randomize_(load_model(job.source, job.kwargs), 0).eval()
+    x = torch.randn(job.example)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = attndeploy.export(model, x, tmp_path / "host_cbam.onnx", opset=recipe.opset, dynamic=recipe.dynamic,
-                                exporter=recipe.exporter)
+        res = attndeploy.export(model, x, tmp_path / "host_cbam.onnx", opset=job.opset, dynamic=job.dynamic,
+                                exporter=job.exporter)
     assert res.parity.passed, res.parity.failure_message()

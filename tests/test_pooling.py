@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attndeploy.deploy.pooling import (
+from attndeploy.ops.pooling import (
     adaptive_avg_pool2d_exact,
     adaptive_max_pool2d_exact,
     bin_mask,

@@ -1,9 +1,14 @@
+import importlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
 import attndeploy
+from attndeploy.defaults import DEPLOY_TOL, ONNX_TOL
 from attndeploy.errors import UsageError
-from attndeploy.registry import init_kwargs
+from attndeploy.registry import ModuleSpec, Tolerance, all_specs, init_kwargs
 
 EXPECTED = {"se", "eca", "cbam", "sk", "scse", "nonlocal", "gc", "gcnet", "mlca", "coordatt", "selfattn",
             "acmix", "spd", "deformconv"}
@@ -45,3 +50,36 @@ def test_unknown_constructor_argument_is_named():
 def test_channels_not_divisible_by_reduction():
     with pytest.raises(UsageError, match=r"divisible.*expected .*got 40"):
         attndeploy.create("scse", channels=40, reduction=16)
+
+
+@pytest.mark.parametrize("spec", [s for s in all_specs() if s.lowering], ids=lambda s: s.name)
+def test_every_named_lowering_imports(spec):
+    assert importlib.import_module(spec.lowering).__name__ == spec.lowering
+
+
+def test_deformconv_names_its_lowering():
+    spec = attndeploy.get_spec("deformconv")
+    assert spec.lowering == "attndeploy.lowering.deformconv"
+    assert importlib.import_module(spec.lowering).deform_conv_export
+    assert {s.name for s in all_specs() if s.lowering} == {"deformconv"}
+
+
+def test_each_family_keeps_reference_and_twin_in_one_file():
+    for spec in all_specs():
+        family = spec.reference.__module__
+        assert family.startswith("attndeploy.families.") and spec.deploy.__module__ == family, spec.name
+
+
+def test_public_names_and_default_tolerances():
+    assert ModuleSpec is attndeploy.ModuleSpec and Tolerance is attndeploy.Tolerance
+    spec = ModuleSpec("x", torch.nn.Identity, torch.nn.Identity, (1, 3, 8, 8), "-")
+    assert (spec.deploy_tol, spec.onnx_tol, spec.lowering) == (DEPLOY_TOL, ONNX_TOL, "")
+
+
+@pytest.mark.parametrize("module", ["attndeploy.spec", "attndeploy.registry", "attndeploy.families.cbam"])
+def test_imports_without_a_cycle(module):
+    """Each imports first in a fresh interpreter (a cycle shows up as a partially initialised module)."""
+    code = f"import {module}; import attndeploy; print(len(attndeploy.list_modules()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(len(EXPECTED))

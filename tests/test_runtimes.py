@@ -8,8 +8,10 @@ import attndeploy
 from attndeploy.cli.main import main
 from attndeploy.errors import UsageError
 from attndeploy.runtimes.backends import make_runner
+from attndeploy.runtimes.base import Runner
 from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from attndeploy.runtimes.torch_runner import TorchRunner
+from attndeploy.tensorrt.runner import TensorRTRunner
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,18 @@ def test_onnxruntime_runner_checks_feeds(se_onnx, feeds, message):
         runner.infer(feeds)
 
 
+def test_bound_checks_the_feeds_once_and_returns_the_bare_call(se_onnx):
+    x = np.random.default_rng(2).standard_normal((1, 64, 7, 7)).astype(np.float32)
+    runner = OnnxRuntimeRunner(se_onnx[1])
+    with pytest.raises(RuntimeError, match="before activate"):
+        runner.bound({"input": x})
+    with runner:
+        with pytest.raises(UsageError, match="dtype"):
+            runner.bound({"input": x.astype(np.float64)})  # refused when bound, not on each call
+        call = runner.bound({"input": x})
+        np.testing.assert_array_equal(call()["output"], runner.infer({"input": x})["output"])
+
+
 def test_corrupt_onnx_is_a_usage_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07 not a model")
@@ -53,6 +67,10 @@ def test_backend_choice_errors(se_onnx, tmp_path):
         make_runner("tensorrt", se_onnx[1])
     with pytest.raises(UsageError, match="model file must exist"):
         make_runner("onnxruntime-cpu", tmp_path / "missing.onnx")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"engine")
+    runner = make_runner("tensorrt", engine)  # not activated: TensorRT is only needed then
+    assert isinstance(runner, TensorRTRunner) and isinstance(make_runner("onnxruntime-cpu", se_onnx[1]), Runner)
 
 
 def test_run_command_prints_shapes_and_timing(se_onnx, tmp_path, capsys):

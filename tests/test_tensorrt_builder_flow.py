@@ -1,10 +1,11 @@
-"""`build_engine`'s orchestration against a stand-in `tensorrt` module (the real one needs a GPU).
+"""What stays ours in a build, against a stand-in `tensorrt` (the real one needs a GPU).
 
-The stand-in records what the builder is asked to do: network flags per TensorRT
-generation, TF32 cleared, FP16 + OBEY_PRECISION_CONSTRAINTS with pinned layers (8.6/10),
-a pre-converted fp16 ONNX under STRONGLY_TYPED (11), the profile, the timing cache, the
-engine cache, and parser errors reported with node and module scope. Real engines are
-built and checked against eager PyTorch in test_tensorrt_engine.py where TensorRT runs.
+Network creation goes through Polygraphy's `CreateNetwork` (flags per TensorRT
+generation) and then our parse (parser errors with node and module scope) and our fp32
+pinning as a Polygraphy post-processing step; `build_engine`'s engine cache (hit, miss,
+rebuild, the sidecar) runs with Polygraphy's config-and-build call (`run_plan`) replaced.
+The plan's loaders are checked in test_tensorrt_plan.py; real engines are built and
+checked against eager PyTorch in test_tensorrt_engine.py where TensorRT runs.
 """
 
 from __future__ import annotations
@@ -12,26 +13,22 @@ from __future__ import annotations
 import json
 import sys
 import types
-from pathlib import Path
 
-import numpy as np
 import onnx
+import polygraphy.backend.trt.loader as polygraphy_loader
+import polygraphy.backend.trt.util as polygraphy_util
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
+from attndeploy.errors import UsageError
 from attndeploy.tensorrt import builder as builder_module
-from attndeploy.tensorrt.builder import EngineBuildFailed, build_engine
+from attndeploy.tensorrt.builder import build_engine
 from attndeploy.tensorrt.cache import Platform, sidecar_path
+from attndeploy.tensorrt.network import EngineBuildFailed
+from attndeploy.tensorrt.options import BuildOptions
+from attndeploy.tensorrt.plan import BuildPlan
 from attndeploy.tensorrt.profiles import derive_profile
-
-
-class _Severity(int):
-    name: str = ""
-
-    def __new__(cls, value: int, name: str) -> _Severity:
-        obj = super().__new__(cls, value)
-        obj.name = name
-        return obj
+from tests.test_tensorrt_plan import PROFILE, TRT8, TRT10, TRT11, gate_model, plan_for
 
 
 class _Tensor:
@@ -57,18 +54,11 @@ def fake_tensorrt(version: str, log: dict) -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.float32, trt.float16 = "fp32", "fp16"
-    trt.Dims = tuple
     trt.LayerType = types.SimpleNamespace(CONSTANT="constant", SHAPE="shape")
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
-    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", TF32="TF32", OBEY_PRECISION_CONSTRAINTS="OBEY",
-                                            PREFER_PRECISION_CONSTRAINTS="PREFER")
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.init_libnvinfer_plugins = lambda logger, namespace: log.setdefault("plugins_init", True)
 
     class ILogger:
-        Severity = types.SimpleNamespace(INTERNAL_ERROR=_Severity(0, "INTERNAL_ERROR"), ERROR=_Severity(1, "ERROR"),
-                                         WARNING=_Severity(2, "WARNING"), INFO=_Severity(3, "INFO"))
-
         def __init__(self) -> None:
             pass
 
@@ -122,64 +112,13 @@ def fake_tensorrt(version: str, log: dict) -> types.ModuleType:
             net.num_layers, net.num_inputs, net.num_outputs = len(net.layers), len(net.inputs), len(net.outputs)
             return not self.errors
 
-    class TimingCache:
-        def __init__(self, data: bytes) -> None:
-            self.data = data
-
-        def serialize(self) -> bytes:
-            return self.data + b"+tactics"
-
-    class Config:
-        def __init__(self) -> None:
-            self.flags, self.cleared, self.profiles, self.pool = set(), set(), [], {}
-
-        def set_flag(self, flag):
-            self.flags.add(flag)
-
-        def clear_flag(self, flag):
-            self.cleared.add(flag)
-
-        def set_memory_pool_limit(self, pool, size):
-            self.pool[pool] = size
-
-        def add_optimization_profile(self, profile):
-            self.profiles.append(profile)
-
-        def create_timing_cache(self, data: bytes) -> TimingCache:
-            log["timing_loaded"] = data
-            return TimingCache(data)
-
-        def set_timing_cache(self, cache, ignore_mismatch) -> bool:
-            self.timing = cache
-            return True
-
-        def get_timing_cache(self) -> TimingCache:
-            return self.timing
-
-    class Profile:
-        def __init__(self) -> None:
-            self.shapes = {}
-
-        def set_shape(self, name, lo, best, hi):
-            self.shapes[name] = (list(lo), list(best), list(hi))
-
     class Builder:
         def __init__(self, logger: ILogger) -> None:
-            log["builds"] = log.get("builds", 0) + 1
+            pass
 
         def create_network(self, flags: int) -> Network:
             log["network"] = Network(flags)
             return log["network"]
-
-        def create_builder_config(self) -> Config:
-            log["config"] = Config()
-            return log["config"]
-
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
-
-        def build_serialized_network(self, network, config) -> bytes:
-            return b"ENGINE" + bytes(len(network.layers))
 
     trt.ILogger, trt.OnnxParser, trt.Builder = ILogger, OnnxParser, Builder
     return trt
@@ -187,95 +126,113 @@ def fake_tensorrt(version: str, log: dict) -> types.ModuleType:
 
 @pytest.fixture
 def fake(monkeypatch):
-    """`fake(version) -> log`: install a stand-in tensorrt of `version` on a pretend H100."""
+    """`fake(version) -> log`: a stand-in tensorrt of `version` (for us and Polygraphy) on a pretend H100.
+
+    `build_engine`'s last step (Polygraphy's config and build, `run_plan`) is replaced: it
+    runs the plan's network loaders against the stand-in and returns made-up engine bytes.
+    """
     def install(version: str) -> dict:
-        log: dict = {}
-        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, log))
+        log: dict = {"builds": 0}
+        trt = fake_tensorrt(version, log)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(polygraphy_loader, "trt", trt)
+        monkeypatch.setattr(polygraphy_util, "trt", trt)
+        monkeypatch.setattr(polygraphy_util, "TRT_LOGGER", None)
         monkeypatch.setattr(builder_module, "current_platform",
                             lambda device=0: Platform(version, "NVIDIA H100 80GB HBM3", "9.0"))
+
+        def run_plan(plan: BuildPlan, label: str) -> tuple[bytes, list[str]]:
+            _, network, *_ = plan.network()
+            log["builds"] += 1
+            log["plan"] = plan
+            return b"ENGINE" + bytes(network.num_layers), ["[W] a builder warning"]
+
+        monkeypatch.setattr(builder_module, "run_plan", run_plan)
         return log
     return install
 
 
-def gate_model(path: Path, col2im: bool = False) -> Path:
-    """x (N, 4, H, W) -> Conv 1x1 -> ReduceMean over H, W -> Softmax over C -> x * weights."""
-    w = numpy_helper.from_array(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), "w")
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/gate/conv/Conv"),
-             helper.make_node("ReduceMean", ["c"], ["m"], name="/gate/ReduceMean", axes=[2, 3]),
-             helper.make_node("Softmax", ["m"], ["s"], name="/gate/Softmax", axis=1),
-             helper.make_node("Mul", ["x", "s"], ["y"], name="/Mul")]
-    inits = [w]
-    if col2im:
-        inits += [numpy_helper.from_array(np.array(v, np.int64), n) for v, n in (([2, 2], "im"), ([1, 1], "blk"))]
-        nodes.append(helper.make_node("Col2Im", ["y", "im", "blk"], ["z"], name="/head/fold/Col2Im"))
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "H", "W"])
-    out = helper.make_tensor_value_info("z" if col2im else "y", TensorProto.FLOAT, ["N", 4, "H", "W"])
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [out], inits),
-                              opset_imports=[helper.make_opsetid("", 18 if col2im else 17)])
-    onnx.save(model, path)
-    return path
-
-
-@pytest.mark.parametrize("version, flags", [("8.6.1", 1), ("10.13.0.35", 0)])
-def test_weakly_typed_fp32_build_and_cache(fake, tmp_path, version, flags):
+@pytest.mark.parametrize("version, options, flags", [
+    (TRT8, {}, 1 << 0),                       # explicit batch (Polygraphy sets it below TensorRT 10)
+    (TRT10, {}, 0),
+    (TRT11, {}, 1 << 1),                      # STRONGLY_TYPED
+    (TRT10, {"precision": "fp16"}, 0),        # weakly typed fp16
+])
+def test_network_flags_per_generation(fake, version, options, flags):
     log = fake(version)
-    onnx_path = gate_model(tmp_path / "gate.onnx")
-    profile = derive_profile(onnx_path, (1, 4, 16, 16))
-    engine, timing = tmp_path / "gate.engine", tmp_path / "timing.cache"
-    res = build_engine(onnx_path, engine, profile=profile, timing_cache=timing, workspace_mb=256)
-    config = log["config"]
-    assert log["network"].flags == flags and "TF32" in config.cleared and "FP16" not in config.flags
-    assert config.pool == {"WORKSPACE": 256 << 20}
-    assert config.profiles[0].shapes == {"x": ([1, 4, 4, 4], [1, 4, 16, 16], [4, 4, 32, 32])}
-    assert engine.read_bytes().startswith(b"ENGINE") and timing.read_bytes() == b"+tactics"
-    meta = json.loads(sidecar_path(engine).read_text())
-    assert meta["platform"]["tensorrt_version"] == version and meta["io"][0]["shape"] == [-1, 4, -1, -1]
-    assert not res.cached and res.fp32_layers == []
-    again = build_engine(onnx_path, engine, profile=profile, timing_cache=timing, workspace_mb=256)
-    assert again.cached and log["builds"] == 1
-    build_engine(onnx_path, engine, profile=profile, timing_cache=timing, workspace_mb=512)  # settings changed
-    assert log["builds"] == 2 and log["timing_loaded"] == b"+tactics"  # the timing cache is reused
+    plan = plan_for(gate_model(), version, **options)
+    builder, network, parser = plan.parse()
+    assert network is log["network"] and network.flags == flags and log["plugins_init"]
+    assert plan.parse.io[0] == {"name": "x", "mode": "input", "dtype": "float32", "shape": [-1, 4, -1, -1]}
 
 
-def test_weakly_typed_fp16_pins_layers(fake, tmp_path):
-    log = fake("10.13.0.35")
-    onnx_path = gate_model(tmp_path / "gate.onnx")
-    res = build_engine(onnx_path, tmp_path / "gate.engine", fp16=True,
-                       profile=derive_profile(onnx_path, (1, 4, 16, 16)))
-    assert {"FP16", "OBEY"} <= log["config"].flags
-    assert res.fp32_layers == ["/gate/ReduceMean", "/gate/Softmax"]
+def test_pinning_runs_as_a_polygraphy_postprocessing_step(fake):
+    log = fake(TRT10)
+    plan = plan_for(gate_model(), TRT10, precision="fp16")
+    plan.network()
     pinned = [layer for layer in log["network"].layers if layer.precision == "fp32"]
-    assert [layer.name for layer in pinned] == res.fp32_layers
+    assert plan.pin is not None and plan.pin.pinned == [layer.name for layer in pinned]
+    assert plan.pin.pinned == ["/gate/ReduceMean", "/gate/Softmax"]
     assert all(t.dtype == "fp32" for layer in pinned for t in layer.outputs)
-    assert json.loads(sidecar_path(tmp_path / "gate.engine").read_text())["fp32_layers"] == res.fp32_layers
-
-
-def test_strongly_typed_fp16_parses_a_converted_graph(fake, tmp_path):
-    log = fake("11.1.0.106")
-    onnx_path = gate_model(tmp_path / "gate.onnx")
-    res = build_engine(onnx_path, tmp_path / "gate.engine", fp16=True,
-                       profile=derive_profile(onnx_path, (1, 4, 16, 16)))
-    assert log["network"].flags == 1 << 1 and "FP16" not in log["config"].flags and res.fp32_layers == []
-    parsed = log["parsed"]
-    assert any(t.data_type == TensorProto.FLOAT16 for t in parsed.graph.initializer)
-    assert parsed.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
-    assert res.settings.strongly_typed and res.settings.keep_fp32_ops
-    with pytest.raises(Exception, match="strongly typed networks only"):
-        build_engine(onnx_path, tmp_path / "weak.engine", strongly_typed=False,
-                     profile=derive_profile(onnx_path, (1, 4, 16, 16)))
 
 
 def test_parser_errors_carry_node_and_scope(fake, tmp_path):
-    fake("10.13.0.35")
-    onnx_path = gate_model(tmp_path / "fold.onnx", col2im=True)
+    fake(TRT10)
+    onnx_path = tmp_path / "fold.onnx"
+    model = gate_model(onnx_path, col2im=True)
     with pytest.raises(EngineBuildFailed) as err:
-        build_engine(onnx_path, tmp_path / "fold.engine", profile=derive_profile(onnx_path, (1, 4, 2, 2)))
+        build_engine(onnx_path, tmp_path / "fold.engine", profile=derive_profile(model, (1, 4, 2, 2)))
     text = str(err.value)
     assert "node /head/fold/Col2Im (Col2Im) in module 'head.fold': No importer registered for op: Col2Im" in text
     assert "--trt 10" in text and not (tmp_path / "fold.engine").exists()
 
 
+# -- build_engine: the engine cache around the plan -----------------------------------------------------------------
+
+@pytest.mark.parametrize("version", [TRT8, TRT10])
+def test_engine_cache_hit_miss_and_rebuild(fake, tmp_path, version):
+    log = fake(version)
+    onnx_path = tmp_path / "gate.onnx"
+    gate_model(onnx_path)
+    engine, timing = tmp_path / "gate.engine", tmp_path / "cache" / "timing.cache"
+    options = BuildOptions(workspace_mb=256, timing_cache=timing)
+    res = build_engine(onnx_path, engine, options, profile=PROFILE)
+    assert not res.cached and log["builds"] == 1 and engine.read_bytes().startswith(b"ENGINE")
+    assert timing.parent.is_dir() and res.warnings == ["[W] a builder warning"]
+    meta = json.loads(sidecar_path(engine).read_text())
+    assert meta["platform"]["tensorrt_version"] == version and meta["io"][0]["shape"] == [-1, 4, -1, -1]
+    assert meta["settings"]["tf32"] is False and meta["settings"]["precision_in_graph"] is False
+    assert res.fp32_layers == [] and res.settings.strongly_typed is False
+    again = build_engine(onnx_path, engine, options, profile=PROFILE)
+    assert again.cached and again.key == res.key and log["builds"] == 1
+    build_engine(onnx_path, engine, options, profile=PROFILE, rebuild=True)
+    assert log["builds"] == 2
+    changed = build_engine(onnx_path, engine, BuildOptions(workspace_mb=512, timing_cache=timing), profile=PROFILE)
+    assert not changed.cached and log["builds"] == 3 and "settings changed" in changed.reason
+
+
+def test_fp16_build_records_the_pinned_layers(fake, tmp_path):
+    fake(TRT10)
+    onnx_path = tmp_path / "gate.onnx"
+    gate_model(onnx_path)
+    res = build_engine(onnx_path, tmp_path / "gate.engine", BuildOptions(precision="fp16"), profile=PROFILE)
+    assert res.fp32_layers == ["/gate/ReduceMean", "/gate/Softmax"]
+    assert json.loads(sidecar_path(tmp_path / "gate.engine").read_text())["fp32_layers"] == res.fp32_layers
+    assert res.settings.keep_fp32_ops and not res.settings.strongly_typed
+
+
+def test_strongly_typed_fp16_build_records_the_flow(fake, tmp_path):
+    log = fake(TRT11)
+    onnx_path = tmp_path / "gate.onnx"
+    gate_model(onnx_path)
+    res = build_engine(onnx_path, tmp_path / "gate.engine", BuildOptions(precision="fp16"), profile=PROFILE)
+    assert res.settings.strongly_typed and res.settings.keep_fp32_ops and res.fp32_layers == []
+    assert any(t.data_type == TensorProto.FLOAT16 for t in log["parsed"].graph.initializer)
+    assert log["network"].flags == 1 << 1
+
+
 def test_dynamic_model_without_profile_is_a_usage_error(fake, tmp_path):
-    fake("10.13.0.35")
-    with pytest.raises(Exception, match="an example shape or --opt is needed"):
-        build_engine(gate_model(tmp_path / "gate.onnx"), tmp_path / "gate.engine")
+    fake(TRT10)
+    gate_model(tmp_path / "gate.onnx")
+    with pytest.raises(UsageError, match="an example shape or --opt is needed"):
+        build_engine(tmp_path / "gate.onnx", tmp_path / "gate.engine")

@@ -40,6 +40,7 @@ def test_key_is_deterministic_and_changes_with_every_input(tmp_path):
         "gpu": (ONNX, dataclasses.replace(H100, gpu_name="NVIDIA H100 PCIe"), SETTINGS),
         "capability": (ONNX, dataclasses.replace(H100, compute_capability="8.9"), SETTINGS),
         "precision": (ONNX, H100, dataclasses.replace(SETTINGS, precision="fp32")),
+        "precision_in_graph": (ONNX, H100, dataclasses.replace(SETTINGS, precision_in_graph=True)),
         "tf32": (ONNX, H100, dataclasses.replace(SETTINGS, tf32=True)),
         "workspace": (ONNX, H100, dataclasses.replace(SETTINGS, workspace_mb=2048)),
         "profile": (ONNX, H100, dataclasses.replace(
@@ -59,7 +60,7 @@ def test_key_is_deterministic_and_changes_with_every_input(tmp_path):
 
 def test_settings_are_validated(tmp_path):
     with pytest.raises(UsageError, match="precision"):
-        BuildSettings(precision="int8")
+        BuildSettings(precision="fp8")
     with pytest.raises(UsageError, match="workspace_mb"):
         BuildSettings(workspace_mb=0)
     with pytest.raises(UsageError, match="plugin library must exist"):
@@ -171,9 +172,3 @@ def test_failed_sidecar_write_is_a_miss(tmp_path, monkeypatch):
     assert not cache.lookup(path, "any", H100).hit
     assert not list(tmp_path.glob(".*.tmp"))
 
-
-def test_timing_cache_round_trip(tmp_path):
-    target = tmp_path / "timing.cache"
-    assert cache.read_timing_cache(None) == b"" and cache.read_timing_cache(target) == b""
-    cache.write_timing_cache(target, b"tactics")
-    assert cache.read_timing_cache(target) == b"tactics"

@@ -23,13 +23,9 @@ import attndeploy
 from attndeploy.errors import UsageError
 from attndeploy.parity import check_parity
 from attndeploy.registry import Tolerance
-from attndeploy.tensorrt.precision import (
-    KEEP_FP32_OPS,
-    apply_fp32_plan,
-    convert_onnx_to_fp16,
-    fp32_plan,
-    layer_node_name,
-)
+from attndeploy.precision.fp16 import convert_onnx_to_fp16
+from attndeploy.precision.plan import KEEP_FP32_OPS, fp32_plan, graph_fp32_plan, graph_precision
+from attndeploy.tensorrt.precision import apply_fp32_plan, layer_node_name
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_TOL = Tolerance(1e-2, 1e-2)
@@ -143,6 +139,21 @@ def test_keep_io_types_false_gives_fp16_edges(zoo):
     session = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
     out = session.run(None, {"input": np.ones((1, 64, 9, 7), np.float16)})[0]
     assert out.dtype == np.float16 and out.shape == (1, 64, 9, 7)
+
+
+def test_graph_precision_and_what_a_reduced_graph_keeps_fp32(zoo):
+    original = onnx.load(zoo("cbam"))
+    converted = convert_onnx_to_fp16(original)
+    assert graph_precision(original) == "fp32" and graph_precision(converted) == "fp16"
+    kept = {p.node: p for p in graph_fp32_plan(converted)}  # what an 8.6 build of the fp16 graph pins
+    planned = {p.node for p in fp32_plan(original) if p.op_type not in ("Cast", "Identity")}
+    assert planned and planned <= set(kept)
+    ops = {n.name: n.op_type for n in converted.graph.node}
+    assert not [n for n in kept if ops[n] in ("Cast", "Conv")]
+    qdq = _graph([helper.make_node("QuantizeLinear", ["x", "s"], ["q"], name="/q"),
+                  helper.make_node("DequantizeLinear", ["q", "s"], ["y"], name="/dq")],
+                 [numpy_helper.from_array(np.array(0.1, np.float32), "s")])
+    assert graph_precision(qdq) == "int8" and graph_fp32_plan(qdq) == []
 
 
 def _graph(nodes, inits=(), opset=17):

@@ -8,13 +8,8 @@ from onnx import TensorProto, helper
 
 import attndeploy
 from attndeploy.errors import UsageError
-from attndeploy.tensorrt.profiles import (
-    InputProfile,
-    Profile,
-    check_in_profile,
-    derive_profile,
-    model_inputs,
-)
+from attndeploy.runtimes.feeds import InputProfile, check_in_profile
+from attndeploy.tensorrt.profiles import Profile, derive_profile, model_inputs
 
 
 def model_with_input(dims, name="input", extra_inputs=()) -> onnx.ModelProto:

@@ -1,5 +1,6 @@
 """One module's bench state: its two eager models and the graphs/engines made from them, each made once.
 
+`reduced_onnx(variant)` is the same export at fp16 or int8 (`bench.precision`).
 `deploy_onnx()` is `attndeploy.export` of the reference (twins swapped in, dynamic N, H,
 W, onnxsim, parity-checked) at the module's first bench shape, reused for every batch.
 `reference_onnx(shape)` is the reference exported as-is (TorchScript, opset 17, static
@@ -17,25 +18,14 @@ from typing import Any
 
 import torch
 
-from attndeploy.errors import first_line
-from attndeploy.parity import output_names
-from attndeploy.registry import ModuleSpec
+from attndeploy.errors import CheckFailed, UsageError, first_line
+from attndeploy.pipeline import run_pipeline
+from attndeploy.quiet import quiet
+from attndeploy.settings import ExportSettings
+from attndeploy.spec import ModuleSpec
 from attndeploy.shapes import Shape, format_shape
 
 REFERENCE_OPSET = 17
-
-
-def _float64_note(path: Path) -> str:
-    """' (it computes in float64: ...)' when the graph at `path` holds float64 tensors, else ''."""
-    import onnx
-
-    from attndeploy.exporting.verify import float64_tensors
-
-    try:
-        found = float64_tensors(onnx.load(str(path)))
-    except Exception:  # the note is a courtesy; the load error is reported anyway
-        return ""
-    return f" (it computes in float64: {', '.join(found[:2])})" if found else ""
 
 
 class NotApplicable(Exception):
@@ -59,6 +49,7 @@ class ModuleContext:
     _deploy: Path | BaseException | None = None
     _reference: dict[Shape, Path | BaseException] = field(default_factory=dict)
     _engines: dict[Shape, Path] = field(default_factory=dict)
+    reduced: dict[str, Path | BaseException] = field(default_factory=dict)   # "fp16", "int8", "int8-ort-cpu"
     export_info: dict[str, Any] = field(default_factory=dict)
 
     def deploy_onnx(self) -> Path:
@@ -70,13 +61,11 @@ class ModuleContext:
         return self._deploy
 
     def _export_deploy(self) -> Path | BaseException:
-        from attndeploy.bench.quiet import quiet
-        from attndeploy.exporting.pipeline import export
-
+        settings = ExportSettings.create(self.reference, self.example_shape, self.workdir / f"{self.name}.onnx",
+                                         opset=self.opset, dynamic=True, name=self.name, seed=self.seed)
         try:
             with quiet() as captured:
-                res = export(self.reference, self.example_shape, self.workdir / f"{self.name}.onnx",
-                             opset=self.opset, dynamic=True, name=self.name, seed=self.seed)
+                res = run_pipeline(settings)
         except Exception as err:  # reported in the backend's cell, the bench goes on
             return RuntimeError(f"export failed: {first_line(err)}" + (f" [{captured.tail(2)}]"
                                                                       if captured.text.strip() else ""))
@@ -86,6 +75,12 @@ class ModuleContext:
         if not res.parity.passed:
             return RuntimeError(f"the exported deploy graph failed parity: {res.parity.failure_message()[:200]}")
         return res.onnx_path
+
+    def reduced_onnx(self, variant: str) -> Path:
+        """The pipeline's fp16 / int8 graph of the module (`attndeploy.bench.precision.reduced_export`)."""
+        from attndeploy.bench.precision import reduced_export
+
+        return reduced_export(self, variant)
 
     def reference_onnx(self, shape: Shape) -> Path:
         """The reference exported as-is at `shape`; `NotApplicable` with the reason where it cannot be."""
@@ -111,33 +106,22 @@ class ModuleContext:
         return NotApplicable("; ".join(reasons))
 
     def _export_reference_as(self, shape: Shape, dynamic: bool) -> Path | BaseException:
-        from attndeploy.bench.quiet import quiet
-        from attndeploy.exporting.exporters import run_exporter
-        from attndeploy.parity import check_parity, eager_outputs, random_input
-        from attndeploy.runtimes.onnxruntime_runner import ort_session
-
+        """The pipeline with no twins, no rewrites, no onnxsim: the reference as its users would export it."""
         form = "dynamic" if dynamic else "static"
         path = self.workdir / f"{self.name}.reference.{form}.{format_shape(shape)}.onnx"
-        x = random_input(shape, self.seed + 7)
-        outputs = eager_outputs(self.reference, x)
-        names = output_names(len(outputs))
+        settings = ExportSettings.create(self.reference, shape, path, opset=REFERENCE_OPSET, dynamic=dynamic,
+                                         exporter="torchscript", deploy_twins=False, rewrites=False, simplify=False,
+                                         parity_shapes=[shape], seed=self.seed + 7, atol=self.spec.onnx_tol.atol,
+                                         rtol=self.spec.onnx_tol.rtol)
         try:
             with quiet():
-                run_exporter("torchscript", self.reference, x, path, REFERENCE_OPSET, dynamic, "input", names,
-                             [o.ndim for o in outputs])
-        except Exception as err:
+                res = run_pipeline(settings)
+        except (CheckFailed, UsageError) as err:
             return NotApplicable(f"the reference does not export (TorchScript, opset {REFERENCE_OPSET}): "
                                  f"{first_line(err, 160)}")
-        try:
-            session = ort_session(path, self.threads, ["CPUExecutionProvider"])
-        except Exception as err:
-            return NotApplicable(f"onnxruntime cannot load the reference's export{_float64_note(path)}: "
-                                 f"{first_line(err, 160)}")
-        report = check_parity(self.reference, lambda a: session.run(None, {"input": a}), names, [shape],
-                              self.spec.onnx_tol, "onnxruntime-reference", self.seed)
-        if not report.passed:
-            return NotApplicable(f"the reference's export differs from eager: {report.failure_message()[:160]}")
-        return path
+        if not res.parity.passed:
+            return NotApplicable(f"the reference's export differs from eager: {res.parity.failure_message()[:160]}")
+        return res.onnx_path
 
     def engine(self, shape: Shape) -> Path:
         """A TensorRT fp32 engine of the deploy graph with the profile min = opt = max = `shape`."""

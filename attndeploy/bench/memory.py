@@ -83,7 +83,7 @@ def torch_alloc_peak(call: Callable[[], object], top: int = 5) -> tuple[int, lis
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from attndeploy.bench.quiet import quiet
+    from attndeploy.quiet import quiet
 
     with quiet(), torch.inference_mode():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

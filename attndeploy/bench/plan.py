@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from attndeploy.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from attndeploy.errors import require, unknown_name
+from attndeploy.limits import check_bytes, check_seed, check_tensor_bytes
 from attndeploy.registry import get_spec, list_modules
-from attndeploy.shapes import Shape
+from attndeploy.shapes import Shape, format_shape
 
 DEFAULT_BATCHES = (1, 8)
 
@@ -66,16 +70,32 @@ def _module_shapes(name: str, input_shape: Shape | None, batches: Sequence[int] 
     for n in batches:
         shape = (n, *base[1:])
         spec.check_input_shape(shape, channels)  # UsageError: rank, channels, H/W rules
+        check_tensor_bytes(shape, f"{name}'s input {format_shape(shape)}")
         if shape not in shapes:
             shapes.append(shape)
     return shapes
 
 
-def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batches: Sequence[int] | None = None,
-               backends: Sequence[str] = (), threads: int | None = None, warmup: int = 3, iters: int = 30,
-               max_seconds: float = 10.0, opset: int = 17, seed: int = 0, copy_mib: int = 128,
-               ort_profile: bool = False, ort_level: str = "all") -> BenchPlan:
-    """Validate the arguments into a `BenchPlan`; any bad one raises `UsageError` naming it.
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `plan_bench` takes besides the names (the `attndeploy bench` flags)."""
+
+    input_shape: Shape | None = None
+    batches: Sequence[int] | None = None
+    backends: Sequence[str] = ()
+    threads: int | None = None
+    warmup: int = 3
+    iters: int = 30
+    max_seconds: float = 10.0
+    opset: int = DEFAULT_OPSET
+    seed: int = 0
+    copy_mib: int = 128
+    ort_profile: bool = False
+    ort_level: str = "all"
+
+
+def plan_bench(names: Sequence[str] = (), **options: Any) -> BenchPlan:
+    """Validate the arguments (`BenchOptions` fields) into a `BenchPlan`; any bad one raises `UsageError` naming it.
 
     `names`: registry names (default: all). `input_shape`: (N, C, H, W) for every module
     (default: each module's example shape); `batches` replaces N (default 1 and 8
@@ -83,8 +103,16 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     all; those that cannot run here are skipped with the reason).
     """
     from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, unavailable_reason
-    from attndeploy.exporting.exporters import plan_exporters
     from attndeploy.runtimes.onnxruntime_runner import ORT_LEVELS
+
+    fields = [f.name for f in dataclasses.fields(BenchOptions)]
+    for key in options:
+        if key not in fields:
+            raise unknown_name("bench option", key, fields)
+    o = BenchOptions(**options)
+    input_shape, batches, backends, threads, opset = o.input_shape, o.batches, o.backends, o.threads, o.opset
+    warmup, iters, max_seconds, seed, copy_mib, ort_level = o.warmup, o.iters, o.max_seconds, o.seed, o.copy_mib, \
+        o.ort_level
 
     modules = list(dict.fromkeys(names)) or list_modules()
     for name in modules:
@@ -104,9 +132,12 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     require(iters >= 1, "--iters must be positive", ">= 1", iters)
     require(max_seconds > 0, "--max-seconds must be positive", "> 0", max_seconds)
     require(copy_mib >= 1, "--copy-mib must be positive", ">= 1", copy_mib)
+    check_bytes(2 * copy_mib << 20, f"--copy-mib {copy_mib} (a source and a destination of {copy_mib} MiB)")
+    check_seed(seed, "--seed")
     if ort_level not in ORT_LEVELS:
         raise unknown_name("onnxruntime optimization level (--ort-level)", ort_level, ORT_LEVELS)
-    plan_exporters("auto", opset)  # the opset range attndeploy exports
+    require(isinstance(opset, int) and MIN_OPSET <= opset <= MAX_OPSET,
+            "--opset must be in the range attndeploy exports and tests", f"{MIN_OPSET}..{MAX_OPSET}", opset)
     for name in modules:
         spec = get_spec(name)
         require(opset >= spec.min_opset, f"{name} needs ops that exist from opset {spec.min_opset}",
@@ -114,4 +145,4 @@ def plan_bench(names: Sequence[str] = (), input_shape: Shape | None = None, batc
     shapes = {name: _module_shapes(name, input_shape, batches) for name in modules}
     skipped = {b: reason for b in chosen if (reason := unavailable_reason(b)) is not None}
     return BenchPlan(modules, shapes, chosen, skipped, threads, warmup, iters, max_seconds, opset, seed, copy_mib,
-                     ort_profile, ort_level)
+                     o.ort_profile, ort_level)

@@ -82,7 +82,7 @@ def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, A
     from attndeploy.parity import eager_outputs, random_input
 
     x = random_input(shape, plan.seed + 1)
-    floor = floor_bytes(ctx.deploy, x, eager_outputs(ctx.reference, x))
+    floor = floor_bytes(ctx.deploy, x, list(eager_outputs(ctx.reference, x).values()))
     entries: dict[str, dict[str, Any]] = {}
     opened = _open_all(ctx, x, plan, entries)
     try:
@@ -151,9 +151,9 @@ def _environment(plan: BenchPlan) -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    import attndeploy
+    from attndeploy.version import __version__
 
-    return {"attndeploy": attndeploy.__version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+    return {"attndeploy": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
             "processor": platform.processor(), "cores": all_cores(), "threads": plan.threads,
             "torch_threads": torch.get_num_threads(), "load_average_end": _load(),

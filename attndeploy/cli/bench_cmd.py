@@ -13,6 +13,7 @@ from pathlib import Path
 
 from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError
+from attndeploy.limits import parse_seed
 from attndeploy.shapes import parse_shape
 
 
@@ -53,7 +54,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="stop the rounds of one module and shape after this long, >= 5 rounds (default 10)")
     p.add_argument("--opset", type=int, default=17, help="opset of the exported deploy graph (default 17)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    p.add_argument("--seed", type=argument_type(parse_seed), default=0,
+                   help="seed of the random weights and inputs (0..2**63-1)")
     p.add_argument("--copy-mib", type=int, default=128, help="size of the bandwidth copy in MiB (default 128)")
     p.add_argument("--ort-profile", action="store_true",
                    help="add onnxruntime's per-op-type kernel times (its profiler) to the JSON")
@@ -87,7 +89,7 @@ def _busy(threads: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from attndeploy.bench import plan_bench, run_bench
     from attndeploy.bench.report import format_markdown, format_table
-    from attndeploy.cli.output import print_json, stderr
+    from attndeploy.cli.output import emit, print_json, stderr
     from attndeploy.fileio import ensure_writable_dir
 
     if args.plot is not None:
@@ -97,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if args.plot.suffix.lower() != ".png":
             raise UsageError("--plot writes a PNG file", "a path ending in .png", str(args.plot))
         ensure_writable_dir(args.plot.parent if str(args.plot.parent) else Path("."))
-    plan = plan_bench(args.names, args.input, args.batch, args.backends or (), args.threads, args.warmup,
-                      args.iters, args.max_seconds, args.opset, args.seed, args.copy_mib, args.ort_profile,
-                      args.ort_level)
+    plan = plan_bench(args.names, input_shape=args.input, batches=args.batch, backends=args.backends or (),
+                      threads=args.threads, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds,
+                      opset=args.opset, seed=args.seed, copy_mib=args.copy_mib, ort_profile=args.ort_profile,
+                      ort_level=args.ort_level)
     for backend, reason in plan.skipped.items():
         stderr(f"skipping {backend}: {reason}")
     busy = _busy(plan.threads)
@@ -113,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     elif args.md:
-        print(format_markdown(result))
+        emit(format_markdown(result))
     else:
-        print(format_table(result))
+        emit(format_table(result))
     errors = [(c["module"], c["input"], b, e["reason"]) for c in result["results"]
               for b, e in c["backends"].items() if e.get("status") == "error"]
     for module, shape, backend, reason in errors:

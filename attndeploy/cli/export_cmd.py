@@ -1,7 +1,7 @@
 """`attndeploy export NAME|pkg.module:factory|file.py|--recipe FILE`: export, verify, simplify, parity.
 
-Writes DIR/<name>.onnx and DIR/report.json (DIR defaults to models/<name>/), optionally
-a TensorRT engine beside them.
+Writes DIR/<name>.onnx and DIR/report.json (DIR defaults to models/<name>/), optionally a
+TensorRT engine beside them. Options given on the command line override a recipe's.
 """
 
 from __future__ import annotations
@@ -11,32 +11,64 @@ from pathlib import Path
 from typing import Any
 
 from attndeploy.argparsing import argument_type
-from attndeploy.cli.model_source import ModelSource, add_model_arguments, resolve_source
+from attndeploy.cli.model_source import add_model_arguments
+from attndeploy.cli.output import emit, print_json, stderr
+from attndeploy.defaults import EXPORTERS
 from attndeploy.errors import UsageError
-from attndeploy.exporting.exporters import EXPORTERS
-from attndeploy.exporting.result import ExportResult
-from attndeploy.fileio import write_json_atomic
-from attndeploy.shapes import parse_shape
+from attndeploy.pipeline import run_pipeline
+from attndeploy.pipeline.result import ExportResult
+from attndeploy.recipes import load_recipe, run_recipe
+from attndeploy.settings import DEFORM_CONV_LOWERINGS, EngineSettings, ExportSettings
+from attndeploy.settings_checks import source_label
+from attndeploy.shapes import parse_imgsz, parse_shape, parse_shapes
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("export", help="export a module or model to ONNX and check it against eager PyTorch")
-    p.add_argument("name", nargs="?", help="a registry name (see `attndeploy list`), pkg.module:factory, "
-                                           "or path/to/file.py[:factory]")
+    p.add_argument("source", nargs="?", metavar="NAME", help="a registry name (see `attndeploy list`), "
+                   "pkg.module:factory, or path/to/file.py[:factory]")
     p.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="an export/*.toml recipe")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None,
                    help="dynamic batch, H and W (default) or --static")
     p.add_argument("--static", dest="dynamic", action="store_false", help="same as --no-dynamic")
     add_model_arguments(p)
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default models/<name>/)")
-    p.add_argument("--exporter", default="auto", help=f"one of {', '.join(EXPORTERS)}")
-    p.add_argument("--deform-conv", default="auto", metavar="LOWERING",
-                   help="torchvision deform_conv2d as: auto (onnx at opset >= 19, decompose at 16-18), "
-                        "onnx (DeformConv), plugin (TensorRT ModulatedDeformConv2d), decompose (GridSample)")
-    p.add_argument("--no-rewrites", dest="rewrites", action="store_false",
+    p.add_argument("--name", default=None, help="name of the files (default: the registry name or factory)")
+    p.add_argument("--exporter", default=None, help=f"one of {', '.join(EXPORTERS)} (default auto)")
+    p.add_argument("--deform-conv", default=None, metavar="LOWERING",
+                   help=f"torchvision deform_conv2d as one of {', '.join(DEFORM_CONV_LOWERINGS)}: auto (onnx at "
+                        "opset >= 19, decompose at 16-18), onnx (DeformConv), plugin (TensorRT "
+                        "ModulatedDeformConv2d), decompose (GridSample)")
+    p.add_argument("--no-rewrites", dest="rewrites", action="store_false", default=None,
                    help="export hazardous calls (adaptive pools, unfold, ...) as they are")
-    p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None, help="skip onnxsim")
+    family = p.add_argument_group("detectors and other model families")
+    family.add_argument("--imgsz", type=argument_type(parse_imgsz), default=None, metavar="S|H,W",
+                        help="example image size as ultralytics spells it: 640 or 480,640")
+    family.add_argument("--batch", type=int, default=None, help="example batch size (default 1)")
+    family.add_argument("--custom-modules", type=Path, default=None, metavar="FILE.py",
+                        help="classes a model YAML names, made visible to its parser")
+    family.add_argument("--trust-checkpoint", action="store_true", default=None,
+                        help="load a pickled checkpoint (an ultralytics best.pt): loading it runs code")
+    parity = p.add_argument_group("parity")
+    parity.add_argument("--parity-shapes", type=argument_type(parse_shapes), default=None,
+                        metavar="NxCxHxW[,NxCxHxW...]", help="check parity at exactly these shapes")
+    parity.add_argument("--inputs", type=Path, default=None, metavar="FILE.npy|.npz|DIR",
+                        help="parity inputs from your data (images are decoded and resized); default: image-like "
+                             "U[0, 1) for 3-channel inputs, N(0, 1) otherwise")
+    parity.add_argument("--atol", type=float, default=None, help="absolute tolerance (default: per model)")
+    parity.add_argument("--rtol", type=float, default=None, help="relative tolerance (default: per model)")
+    precision = p.add_argument_group("reduced precision (verified in onnxruntime against eager fp32)")
+    precision.add_argument("--precision", default=None, help="fp32 (default), fp16 or int8")
+    precision.add_argument("--calib", type=Path, default=None, metavar="PATH",
+                           help="int8 calibration data: (K, C, H, W) .npy/.npz, or a folder of images")
+    precision.add_argument("--calib-method", dest="calibration_method", default=None,
+                           help="minmax (default), entropy or percentile")
+    precision.add_argument("--keep-fp32", default=None, metavar="PATTERNS",
+                           help="module paths kept in fp32, e.g. 'model.9.*,*.softmax'")
+    precision.add_argument("--int8-target", type=float, default=None, help="output cosine int8 must reach (0.99)")
+    precision.add_argument("--int8-flavour", default=None, help="trt (default: TensorRT's Q/DQ) or ort-cpu")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     engine = p.add_argument_group("TensorRT engine (needs TensorRT and an NVIDIA GPU)")
     engine.add_argument("--engine", action="store_true", help="also build a TensorRT engine and check its parity")
@@ -44,90 +76,92 @@ def add_parser(commands: Any) -> None:
     for bound in ("min", "opt", "max"):
         engine.add_argument(f"--{bound}", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
                             help=f"{bound} shape of the optimization profile (default from the example shape)")
-    engine.add_argument("--workspace", type=int, default=None, metavar="MB", help="builder workspace limit")
+    engine.add_argument("--workspace", type=int, default=2048, metavar="MB", help="builder workspace limit")
     engine.add_argument("--timing-cache", type=Path, default=None, metavar="FILE", help="reused across builds")
     engine.add_argument("--plugin", action="append", default=[], metavar="LIB", help="plugin library to load")
     engine.add_argument("--rebuild", action="store_true", help="ignore a cached engine")
     p.set_defaults(run=run)
 
 
-def print_table(res: ExportResult) -> None:
-    p = res.parity
-    print(f"{res.name}: {res.onnx_path}  (opset {res.opset}, {res.exporter}, "
-          f"{'dynamic' if res.dynamic else 'static'}, {sum(res.node_counts.values())} nodes)")
-    print(f"  {'output':<10} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
-    for o in p.outputs:
-        print(f"  {o.name:<10} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
-              f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
-    print(f"  parity vs eager ({p.backend}, atol {p.tolerance.atol:g}, rtol {p.tolerance.rtol:g}) at "
-          f"{', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
+# command-line option -> ExportSettings field, for the options whose default is "not given"
+_OPTIONS = {"opset": "opset", "dynamic": "dynamic", "exporter": "exporter", "deform_conv": "deform_conv",
+            "rewrites": "rewrites", "simplify": "simplify", "parity_shapes": "parity_shapes", "atol": "atol",
+            "rtol": "rtol", "inputs": "inputs", "imgsz": "imgsz", "batch": "batch", "custom_modules": "custom_modules",
+            "trust_checkpoint": "trust_checkpoint", "precision": "precision", "calib": "calibration",
+            "calibration_method": "calibration_method", "keep_fp32": "keep_fp32", "int8_target": "int8_target",
+            "int8_flavour": "int8_flavour"}
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    options = {field: getattr(args, key) for key, field in _OPTIONS.items() if getattr(args, key) is not None}
+    if args.engine:
+        options["engine"] = EngineSettings(args.fp16, args.min, args.opt, args.max, args.workspace,
+                                           args.timing_cache, tuple(args.plugin), args.rebuild)
+    return options
+
+
+def _settings(args: argparse.Namespace) -> ExportSettings:
+    name = args.name or source_label(args.source)
+    folder = args.out or Path("models") / name
+    return ExportSettings.create(args.source, args.input, folder / f"{name}.onnx", name=name,
+                                 kwargs=args.kwargs, weights=args.weights, seed=args.seed,
+                                 report_path=folder / "report.json", **_given(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import stderr
-
-    if (args.name is None) == (args.recipe is None):
+    if (args.source is None) == (args.recipe is None):
         raise UsageError("export takes one model: NAME or --recipe FILE", "exactly one of them",
-                         f"NAME={args.name!r}, --recipe={args.recipe}")
+                         f"NAME={args.source!r}, --recipe={args.recipe}")
     if args.engine:
         from attndeploy.tensorrt._api import require_tensorrt
 
         require_tensorrt()  # before any work, so a missing TensorRT leaves no files behind
     if args.recipe is not None:
-        return _run_recipe(args, stderr)
-    source = resolve_source(args.name, args.input, args.kwargs, args.weights, args.seed)
-    return _export_one(args, source, args.out or Path("models") / source.name, stderr)
+        return _run_recipe(args)
+    return _report(run_pipeline(_settings(args), stderr), args.json)
 
 
-def _run_recipe(args: argparse.Namespace, log: Any) -> int:
-    from attndeploy.recipes_zoo import ZooRecipe, export_zoo, load_any_recipe
-
-    recipe = load_any_recipe(args.recipe)
-    if isinstance(recipe, ZooRecipe):
-        results = export_zoo(recipe, log=log)
-        return 0 if all(r.passed for r in results) else 1
-    for key in ("opset", "dynamic", "exporter"):
-        setattr(args, key, getattr(recipe, key))
-    args.fp16 = args.fp16 or recipe.precision == "fp16"
-    source = resolve_source(recipe.source, recipe.input_shape, recipe.kwargs, recipe.weights, args.seed)
-    source.name = recipe.name
-    return _export_one(args, source, args.out or recipe.out_dir, log)
+def _run_recipe(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe)
+    overrides = _given(args)
+    jobs = [job.replace(**overrides) for job in recipe.jobs]
+    recipe = type(recipe)(recipe.path, recipe.kind, tuple(jobs))
+    results = run_recipe(recipe, log=stderr)
+    if recipe.kind == "model":
+        return _report(results[0], args.json)
+    return 0 if all(r.passed for r in results) else 1
 
 
-def _export_one(args: argparse.Namespace, source: ModelSource, out_dir: Path, log: Any) -> int:
-    from attndeploy.cli.output import print_json
-    from attndeploy.exporting.pipeline import export
-
-    res = export(source.model, source.example, out_dir / f"{source.name}.onnx", opset=args.opset,
-                 dynamic=args.dynamic, name=source.name, exporter=args.exporter, simplify=args.simplify,
-                 seed=args.seed, log=log, deform_conv=args.deform_conv, rewrites=args.rewrites)
-    report = res.to_dict()
-    engine = _build_engine(args, res, source, log) if args.engine and res.parity.passed else None
+def print_table(res: ExportResult) -> None:
+    p = res.parity
+    emit(f"{res.name}: {res.onnx_path}  (opset {res.opset}, {res.exporter}, "
+         f"{'dynamic' if res.dynamic else 'static'}, {sum(res.node_counts.values())} nodes)")
+    emit(f"  {'output':<10} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
+    for o in p.outputs:
+        emit(f"  {o.name:<10} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
+             f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
+    rule = p.outputs[0].rule(p.tolerance) if p.outputs else "no outputs"
+    emit(f"  parity vs eager ({p.backend}, {rule}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
+    engine = res.engine
     if engine is not None:
-        report["engine"] = engine.to_dict()
-    write_json_atomic(out_dir / "report.json", report)
-    if args.json:
-        print_json(report)
+        emit(f"  engine {engine.build.engine_path}: parity vs eager ({engine.parity.backend}) at "
+             f"{', '.join(engine.parity.shapes)}: {'PASSED' if engine.passed else 'FAILED'}, "
+             f"max abs {engine.parity.max_abs_err:.2e}")
+
+
+def _report(res: ExportResult, as_json: bool) -> int:
+    if as_json:
+        print_json(res.to_dict())
     else:
         print_table(res)
-        if engine is not None:
-            print(f"  engine {engine.build.engine_path}: parity vs eager ({engine.parity.backend}) at "
-                  f"{', '.join(engine.parity.shapes)}: {'PASSED' if engine.passed else 'FAILED'}, "
-                  f"max abs {engine.parity.max_abs_err:.2e}")
     if not res.parity.passed:
-        log(f"parity failed: {res.parity.failure_message()}")
+        stderr(f"parity failed: {res.parity.failure_message()}")
         return 1
-    if engine is not None and not engine.passed:
-        log(f"engine parity failed: {engine.parity.failure_message() or 'cosine below the fp16 floor'}")
+    failed = [k for k, p in res.parities.items() if not p.passed]
+    if failed:
+        stderr(f"parity failed for {', '.join(failed)}")
+        return 1
+    if res.engine is not None and not res.engine.passed:
+        stderr(f"engine parity failed: {res.engine.parity.failure_message() or 'cosine below the fp16 floor'}")
         return 1
     return 0
-
-
-def _build_engine(args: argparse.Namespace, res: ExportResult, source: ModelSource, log: Any) -> Any:
-    from attndeploy.tensorrt.builder import DEFAULT_WORKSPACE_MB
-    from attndeploy.tensorrt.deploy import engine_for_export
-
-    return engine_for_export(res.onnx_path, source.model, res.input_shape, spec=source.spec, fp16=args.fp16,
-                             min=args.min, opt=args.opt, max=args.max, timing_cache=args.timing_cache,
-                             workspace_mb=args.workspace or DEFAULT_WORKSPACE_MB, plugins=args.plugin,
-                             seed=res.seed, force=args.rebuild, log=log)

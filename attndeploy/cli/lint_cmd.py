@@ -12,6 +12,7 @@ code change (or, for ONNX, a parser error); 2: bad usage.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from attndeploy.cli.model_source import add_model_arguments, resolve_source
@@ -29,8 +30,6 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     if args.model.endswith(".onnx"):
         return _lint_onnx(Path(args.model), args.trt, args.json)
     return _lint_torch(args)
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
     """Exit 1 when TensorRT `trt`'s parser would refuse something."""
-    from attndeploy.cli.output import print_json
+    from attndeploy.cli.output import emit, print_json
     from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
     from attndeploy.lint.trt_support import parser_support
 
@@ -52,26 +51,28 @@ def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
                     "findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
-            print(f.format())
+            emit(f.format())
         verdict = "PASSED" if errors == 0 else "FAILED"
-        print(f"{model}: TensorRT {support.key} lint {verdict} ({errors} error(s), {warnings} warning(s))")
+        emit(f"{model}: TensorRT {support.key} lint {verdict} ({errors} error(s), {warnings} warning(s))")
     return 1 if errors else 0
 
 
 def _lint_torch(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import print_json
+    from attndeploy.cli.output import emit, print_json
     from attndeploy.lint.torch_lint import lint_model
     from attndeploy.parity import random_input
+    from attndeploy.usercode import calling_user_code
 
     source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
-    findings = lint_model(source.model.eval(), random_input(source.example, args.seed))
+    with calling_user_code(f"the forward of {args.model!r}"):
+        findings = lint_model(source.model.eval(), random_input(source.example, args.seed))
     unhandled = [f for f in findings if f.rewrite is None]
     if args.json:
         print_json({"model": args.model, "input": list(source.example), "passed": not unhandled,
                     "findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
-            print(f.message())
-        print(f"{args.model}: {len(findings)} finding(s), {len(findings) - len(unhandled)} handled by the "
+            emit(f.message())
+        emit(f"{args.model}: {len(findings)} finding(s), {len(findings) - len(unhandled)} handled by the "
               f"export-time rewrites, {len(unhandled)} needing a code change")
     return 1 if unhandled else 0

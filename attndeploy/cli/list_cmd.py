@@ -16,7 +16,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import print_json
+    from attndeploy.cli.output import emit, print_json
 
     rows: list[dict[str, Any]] = [
         {"name": s.name, "reference": s.reference.__name__, "deploy": s.deploy.__name__,
@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"modules": rows})
         return 0
-    print(f"{'name':<11} {'reference':<16} {'example':<12} {'opset':>5}  paper")
+    emit(f"{'name':<11} {'reference':<16} {'example':<12} {'opset':>5}  paper")
     for r in rows:
-        print(f"{r['name']:<11} {r['reference']:<16} {format_shape(r['example_shape']):<12} "
+        emit(f"{r['name']:<11} {r['reference']:<16} {format_shape(r['example_shape']):<12} "
               f"{'>=' + str(r['min_opset']):>5}  {r['paper']}")
     return 0

@@ -1,16 +1,30 @@
-"""`attndeploy list|export`: argument parsing and exit codes; the work lives in the library."""
+"""`attndeploy list|export|lint|run|bench|matrix`: argument parsing and exit codes; the work lives in the library.
+
+Exit 0: every check passed; 1: a check failed; 2: bad usage or input (one stderr line
+``error: <rule>: expected <x>, got <y>``); 130 / 143: interrupted by SIGINT / SIGTERM
+(one stderr line ``interrupted``). With ``--json`` stdout carries exactly one JSON object
+for exit 0, 1 and 2 (errors: ``{"error", "rule", "expected", "actual", "hint"}``). A run
+that fails or is interrupted leaves no temp files and no empty folders it created.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from attndeploy import fileio
 from attndeploy.argparsing import UsageErrorParser
-from attndeploy.cli.output import stderr
+from attndeploy.cli import output
 from attndeploy.errors import CheckFailed, UsageError
+from attndeploy.usercode import Interrupted, note_signal, noting
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +48,132 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether `argv` asks for `--json` (argparse's abbreviations too), found even when parsing fails."""
+    words = list(argv)
+    words = words[:words.index("--")] if "--" in words else words
+    return any(w.startswith("--j") and "--json".startswith(w) for w in words)
+
+
+class _SignalGate:
+    """SIGINT/SIGTERM raise `Interrupted` while the command runs (armed); after `disarm` (cleanup) they are recorded.
+
+    Every signal is noted (`attndeploy.usercode.note_signal`), so user code's own
+    `raise KeyboardInterrupt` is told apart from a real one.
+    """
+
+    def __init__(self) -> None:
+        self.armed, self.received = True, 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}
+        for s in HANDLED_SIGNALS:
+            signal.signal(s, self._handle)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @noting
+    def _handle(self, signum: int, frame: Any) -> None:
+        note_signal(signum)
+        self.received = self.received or signum
+        if self.armed:
+            raise Interrupted(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+
+def _plain(value: object) -> object:
+    """`value` if JSON holds it as is, else its text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+        return list(value)
+    return str(value)
+
+
+def _origin(err: UsageError) -> UsageError:
+    """The `UsageError` that carries rule/expected/actual: argparse re-raises a converter's as its own message."""
+    cause: BaseException | None = err
+    for _ in range(8):
+        if isinstance(cause, UsageError) and (cause.expected is not None or cause.actual is not None):
+            return cause
+        if cause is None:
+            break
+        cause = cause.__cause__ or cause.__context__
+    return err
+
+
+def _report_usage(err: UsageError, as_json: bool) -> int:
+    if as_json and not output.json_emitted():
+        origin = _origin(err)
+        output.print_json({"error": str(err), "rule": origin.rule, "expected": _plain(origin.expected),
+                           "actual": _plain(origin.actual), "hint": origin.hint or err.hint or None})
+    output.stderr(f"error: {err}")
+    return EXIT_USAGE
+
+
+def _report_check(err: CheckFailed, as_json: bool) -> int:
+    if as_json and not output.json_emitted():
+        output.print_json({"error": str(err), "rule": "check failed", "passed": False})
+    output.stderr(f"check failed: {err}")
+    return EXIT_CHECK_FAILED
+
+
+def _report_interrupt(signum: int, as_json: bool) -> int:
+    name = signal.Signals(signum).name
+    if as_json and not output.json_emitted():
+        output.print_json({"error": "interrupted", "signal": name})
+    output.stderr("interrupted")
+    return 128 + signum
+
+
+def _run(argv: list[str], gate: _SignalGate) -> int:
+    as_json = wants_json(argv)
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.run(args))
+        try:
+            parser = build_parser()
+            with output.results_as_stdout():  # --help is a result
+                try:
+                    args = parser.parse_args(argv)
+                except SystemExit as done:  # --help
+                    return done.code if isinstance(done.code, int) else EXIT_USAGE
+            return int(args.run(args))
+        finally:
+            gate.disarm()
     except UsageError as err:
-        stderr(f"error: {err}")
-        return EXIT_USAGE
+        return _report_usage(err, as_json)
     except CheckFailed as err:
-        stderr(f"check failed: {err}")
-        return EXIT_CHECK_FAILED
+        return _report_check(err, as_json)
+    except Interrupted as err:
+        return _report_interrupt(err.signum, as_json)
+    except KeyboardInterrupt:  # Ctrl-C where our handler is not installed (main() off the main thread)
+        return _report_interrupt(signal.SIGINT, as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default `sys.argv[1:]`) and return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    gate = _SignalGate()
+    with gate.installed(), output.reserve_stdout():
+        code = EXIT_USAGE
+        try:
+            code = _run(argv, gate)
+        finally:
+            fileio.remove_own_temps()
+            if code != EXIT_OK or gate.received:
+                fileio.remove_created_dirs()
+            fileio.forget_created_dirs()
+        if gate.received and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            code = _report_interrupt(gate.received, wants_json(argv))
+    return code
 
 
 if __name__ == "__main__":

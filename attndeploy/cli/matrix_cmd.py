@@ -59,7 +59,7 @@ def _run_readme(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import print_json
+    from attndeploy.cli.output import emit, print_json
     from attndeploy.matrix.grid import grid_from_args, grid_given
 
     require(args.jobs >= 1, "--jobs must be a positive integer", ">= 1", args.jobs)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(grid, results, time.perf_counter() - start))
     elif args.md:
-        print(to_markdown(grid, results), end="")
+        emit(to_markdown(grid, results).rstrip("\n"))
     else:
-        print(to_text(grid, results))
+        emit(to_text(grid, results))
     return 1 if args.strict and any(r.status == "fail" for r in results) else 0

@@ -12,29 +12,55 @@ from torch import nn
 
 from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError, require
+from attndeploy.limits import (
+    check_model_arguments,
+    check_module_bytes,
+    check_seed,
+    check_tensor_bytes,
+    parse_seed,
+)
 from attndeploy.registry import ModuleSpec, create, get_spec, list_modules
 from attndeploy.shapes import Shape, format_shape, parse_shape
 from attndeploy.weights import randomize_
 
 
-def _json_object(text: str) -> dict:
+class _NotJSON(float):
+    """NaN/Infinity/-Infinity as Python's json reads them (they are not JSON); the repr says so in errors."""
+
+    token: str
+
+    def __new__(cls, token: str) -> _NotJSON:
+        value = super().__new__(cls, token)
+        value.token = token
+        return value
+
+    def __repr__(self) -> str:
+        return f"{self.token} (not JSON)"
+
+
+def parse_kwargs(text: str) -> dict[str, Any]:
+    """Strict JSON object (no NaN/Infinity), every number finite and every int within +-2**31-1."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_NotJSON)
     except json.JSONDecodeError as err:
         raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', f"{text!r} ({err.msg})") from err
+    except ValueError as err:  # an integer too long to parse
+        raise UsageError("--kwargs must be standard JSON", 'e.g. {"channels": 32}', f"{text!r} ({err})") from err
     if not isinstance(value, dict):
         raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', repr(text))
+    check_model_arguments(value)
     return value
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
                    help="example input shape (default for registry names: the module's example shape)")
-    p.add_argument("--kwargs", type=argument_type(_json_object), default={}, metavar="JSON",
+    p.add_argument("--kwargs", type=argument_type(parse_kwargs), default={}, metavar="JSON",
                    help='constructor / factory arguments, e.g. \'{"channels": 32, "reduction": 8}\'')
     p.add_argument("--weights", type=Path, default=None, metavar="FILE",
                    help="a checkpoint (state_dict), loaded with torch.load(weights_only=True)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and parity inputs")
+    p.add_argument("--seed", type=argument_type(parse_seed), default=0,
+                   help="seed of the random weights and parity inputs (0..2**63-1)")
 
 
 def is_registry_name(source: str) -> bool:
@@ -56,13 +82,17 @@ def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any
     """Registry names get random non-zero weights unless `weights` is given; other sources need `input_shape`."""
     from attndeploy.loading import load_model, load_weights
 
+    check_seed(seed)
+    check_model_arguments(kwargs)  # recipes' TOML has inf and nan too
     if is_registry_name(source):
         spec = get_spec(source)
+        check_module_bytes(lambda: create(source, **kwargs), f"{source} {json.dumps(kwargs)}")
         model = create(source, **kwargs)
         model = load_weights(model, weights) if weights is not None else randomize_(model, seed)
         if input_shape is None:
             n, _, h, w = spec.example_shape
             input_shape = (n, getattr(model, "channels", spec.example_shape[1]), h, w)
+            check_tensor_bytes(input_shape, f"{source}'s example input {format_shape(input_shape)}")
         return ModelSource(source, model, input_shape, spec)
     if input_shape is None:
         raise UsageError(f"--input is required for {source!r} (only registry names have a default)",

@@ -9,18 +9,16 @@ opset.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from attndeploy.defaults import DYNAMO_MIN_OPSET, EXPORTERS, MAX_OPSET, MIN_OPSET
 from attndeploy.errors import require, unknown_name
 from attndeploy.fileio import stdout_to_stderr
-
-EXPORTERS = ("auto", "torchscript", "dynamo")
-MIN_OPSET, MAX_OPSET = 13, 20
-DYNAMO_MIN_OPSET = 18
 
 
 def plan_exporters(exporter: str, opset: int) -> list[str]:
@@ -43,42 +41,51 @@ def dynamic_input_axes(rank: int) -> list[int]:
     return [0, 2, 3] if rank == 4 else [0]
 
 
-def run_exporter(
-    exporter: str,
-    model: torch.nn.Module,
-    example: torch.Tensor,
-    path: Path,
-    opset: int,
-    dynamic: bool,
-    input_name: str,
-    output_names: Sequence[str],
-    output_ranks: Sequence[int],
-    extra: dict[str, Any] | None = None,
-) -> list[str]:
+@dataclass(frozen=True)
+class GraphSignature:
+    """The graph's interface: opset, input name and dynamic axes, output names and their dynamic axes.
+
+    `output_axes[name]` lists an output's dynamic dims (all of them when the name is absent
+    and `input_axes` is not empty); `extra` holds further `torch.onnx.export` arguments
+    (custom symbolics' opsets, a dynamo translation table).
+    """
+
+    opset: int
+    input_name: str
+    input_axes: tuple[int, ...]
+    output_names: tuple[str, ...]
+    output_ranks: tuple[int, ...]
+    output_axes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def torchscript_axes(self) -> dict[str, dict[int, str]] | None:
+        if not self.input_axes:
+            return None
+        axes = {self.input_name: {a: f"{self.input_name}_dim{a}" for a in self.input_axes}}
+        for name, rank in zip(self.output_names, self.output_ranks):
+            dims = self.output_axes.get(name, tuple(range(rank)))
+            axes[name] = {a: f"{name}_dim{a}" for a in dims}
+        return axes
+
+
+def run_exporter(exporter: str, model: torch.nn.Module, example: torch.Tensor, path: Path,
+                 signature: GraphSignature) -> list[str]:
     """Export `model` to `path` with one exporter; returns the warnings it raised (deduplicated).
 
-    `extra` holds further `torch.onnx.export` arguments (custom symbolics' opsets or
-    translation tables). Exporter chatter on stdout goes to stderr so that `--json`
-    output stays one object.
+    Exporter chatter on stdout goes to stderr so that `--json` output stays one object.
     """
-    extra = extra or {}
-    axes = dynamic_input_axes(example.dim()) if dynamic else []
+    extra = dict(signature.extra)
     with warnings.catch_warnings(record=True) as caught, stdout_to_stderr():
         warnings.simplefilter("always")
         if exporter == "torchscript":
-            dynamic_axes = None
-            if dynamic:
-                dynamic_axes = {input_name: {a: f"{input_name}_dim{a}" for a in axes}}
-                for name, rank in zip(output_names, output_ranks):
-                    dynamic_axes[name] = {a: f"{name}_dim{a}" for a in range(rank)}
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=[input_name], output_names=list(output_names),
-                              dynamic_axes=dynamic_axes, do_constant_folding=True, **extra)
+            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=signature.opset,
+                              input_names=[signature.input_name], output_names=list(signature.output_names),
+                              dynamic_axes=signature.torchscript_axes(), do_constant_folding=True, **extra)
         else:
             dim = torch.export.Dim.DYNAMIC
-            shapes = ({a: dim for a in axes},) if dynamic else None
-            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
-                              input_names=[input_name], output_names=list(output_names),
+            shapes = ({a: dim for a in signature.input_axes},) if signature.input_axes else None
+            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=signature.opset,
+                              input_names=[signature.input_name], output_names=list(signature.output_names),
                               dynamic_shapes=shapes, optimize=True, external_data=False, verbose=False, **extra)
     seen: dict[str, None] = {}
     for w in caught:
@@ -86,3 +93,7 @@ def run_exporter(
         if "deprecat" not in text.lower() and "LeafSpec" not in text:
             seen.setdefault(text)
     return list(seen)
+
+
+def output_ranks(outputs: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(int(getattr(o, "ndim", 0)) for o in outputs)

@@ -16,28 +16,25 @@ from attndeploy.shapes import Shape
 class SimplifyReport:
     nodes_before: int
     nodes_after: int
-    kept: str  # "simplified" or "original" (when onnxsim's graph would be larger)
-    numeric_check: bool = True
+    kept: str  # "simplified", or "original" (onnxsim's graph would be larger, or failed parity)
+    numeric_check: bool = True  # the simplified graph is checked against eager (the parity stage)
 
 
-def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape,
-             numeric_check: bool = True) -> tuple[onnx.ModelProto, SimplifyReport]:
-    """Simplify `model`, checked by onnxsim on random inputs of `test_shape` (3 runs).
+def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tuple[onnx.ModelProto, SimplifyReport]:
+    """Simplify `model` with onnxsim (shapes inferred at `test_shape`), without onnxsim's own numeric check.
 
-    `numeric_check=False` is for graphs onnxruntime cannot run (TensorRT plugin nodes).
+    onnxsim checks with a fixed tolerance on random inputs; the pipeline checks the result
+    itself instead, against eager at every parity shape with the model's own tolerance.
     """
     import onnxsim
 
     try:
         with stdout_to_stderr():
-            simplified, check_ok = onnxsim.simplify(model, check_n=3 if numeric_check else 0,
-                                                    test_input_shapes={input_name: list(test_shape)})
+            simplified, _ = onnxsim.simplify(model, check_n=0, test_input_shapes={input_name: list(test_shape)})
     except Exception as err:  # onnxsim raises bare RuntimeErrors from its C++ core
         raise CheckFailed(f"onnxsim failed: {first_line(err)}") from err
-    if not check_ok:
-        raise CheckFailed("onnxsim's numeric check failed: the simplified graph differs from the exported one")
     set_min_ir_version(simplified)
     before, after = len(model.graph.node), len(simplified.graph.node)
     if after > before:
-        return model, SimplifyReport(before, after, "original", numeric_check)
-    return simplified, SimplifyReport(before, after, "simplified", numeric_check)
+        return model, SimplifyReport(before, after, "original")
+    return simplified, SimplifyReport(before, after, "simplified")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import onnx
-from onnx import TensorProto
 
 from attndeploy.errors import CheckFailed, UsageError, first_line
+from attndeploy.onnxgraph import float64_sites
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -24,32 +24,9 @@ def check_opset(model: onnx.ModelProto, requested: int, exporter: str) -> None:
                          "the dynamo exporter writes >= 18; use --exporter torchscript for lower opsets")
 
 
-def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """`graph` and every subgraph (If / Loop / Scan bodies), depth first."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from all_graphs(attr.g)
-            for sub in attr.graphs:
-                yield from all_graphs(sub)
-
-
 def float64_tensors(model: onnx.ModelProto) -> list[str]:
-    """Names of every float64 initializer, constant, graph value or Cast target in the model."""
-    found: list[str] = []
-    double = TensorProto.DOUBLE
-    for graph in all_graphs(model.graph):
-        found += [f"initializer {t.name}" for t in graph.initializer if t.data_type == double]
-        values = [*graph.input, *graph.output, *graph.value_info]
-        found += [f"value {v.name}" for v in values if v.type.tensor_type.elem_type == double]
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == double:
-                    found.append(f"{node.op_type} node {node.name} (attribute {attr.name})")
-                if node.op_type == "Cast" and attr.name == "to" and attr.i == double:
-                    found.append(f"Cast node {node.name} to float64")
-    return found
+    """Every float64 initializer, constant, graph value or Cast target in the model, in words."""
+    return [site.what for site in float64_sites(model)]
 
 
 def check_no_float64(model: onnx.ModelProto) -> None:

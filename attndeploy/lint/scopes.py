@@ -14,6 +14,8 @@ Two exporters, two conventions (torch 2.13):
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Collection
 
 import onnx
 
@@ -61,3 +63,83 @@ def module_scope(node: onnx.NodeProto) -> str:
                 return scope
     scope = scope_from_node_name(node.name)
     return scope if scope is not None else ROOT
+
+
+# --- resolving a node against the model's own module paths (localisation) --------------------------
+
+_CALL_SUFFIX = re.compile(r"_\d+$")  # TorchScript's name for the second, third ... call of a module
+
+
+def short_name(path: str) -> str:
+    """TorchScript's scope component for module `path`: its name from the last non-numeric part.
+
+    ``'ChannelGate.mlp'`` -> ``'mlp'``, ``'ChannelGate.mlp.0'`` -> ``'mlp.0'``, ``'layer3.1.0'`` ->
+    ``'layer3.1.0'``. A TorchScript node name lists these along the *call* stack
+    (``/mlp/mlp.0/Gemm`` when the root calls ``self.ChannelGate.mlp`` itself).
+    """
+    parts = path.split(".") if path else []
+    start = max((i for i, p in enumerate(parts) if not p.isdigit()), default=0)
+    return ".".join(parts[start:])
+
+
+def scope_chain(node: onnx.NodeProto) -> tuple[str, list[str]]:
+    """What the exporter recorded about `node`'s module scope, outermost first.
+
+    ``("paths", [...])``: dynamo's full module paths (``['ChannelGate.mlp', 'ChannelGate.mlp.1']``);
+    ``("names", [...])``: TorchScript's scope components (``['mlp', 'mlp.0_1']``);
+    ``("", [])``: nothing (a node the exporter or an optimizer added without a scope).
+    """
+    props = {p.key: p.value for p in node.metadata_props}
+    if "pkg.torch.onnx.name_scopes" in props:
+        try:
+            scopes = ast.literal_eval(props["pkg.torch.onnx.name_scopes"])
+        except (ValueError, SyntaxError):
+            scopes = None
+        if isinstance(scopes, (list, tuple)) and scopes:
+            return "paths", [str(s) for s in scopes[:-1] if str(s)]
+    if "namespace" in props:
+        names = [segment.split(":")[0].strip() for segment in props["namespace"].split("/")]
+        return "paths", [n for n in names[:-1] if n]
+    if node.name.startswith("/"):
+        return "names", [p for p in node.name.strip("/").split("/")[:-1] if p]
+    return "", []
+
+
+def _known(name: str, table: dict[str, list[str]] | set[str]) -> str | None:
+    if name in table:
+        return name
+    bare = _CALL_SUFFIX.sub("", name)
+    return bare if bare in table else None
+
+
+def module_path(node: onnx.NodeProto, paths: Collection[str], calls: Collection[tuple[str, str]] = ()) -> str:
+    """The module path among `paths` (the model's `named_modules()` names) that emitted `node`.
+
+    dynamo: the innermost recorded path that is a module (a ``_N`` call suffix dropped).
+    TorchScript: each scope component is matched to the modules with that `short_name`,
+    preferring one that `calls` (pairs (caller path, callee path) seen in eager) says the
+    previous one called, then a descendant of it, then the shallowest. Falls back to the
+    deepest component resolved; ``""`` (the root) when nothing is.
+    """
+    kind, chain = scope_chain(node)
+    known = set(paths)
+    if kind == "paths":
+        for path in reversed(chain):
+            found = _known(path, known)
+            if found is not None:
+                return found
+        return ROOT
+    by_short: dict[str, list[str]] = {}
+    for path in known:
+        if path:
+            by_short.setdefault(short_name(path), []).append(path)
+    current = ROOT
+    for component in chain:
+        name = _known(component, by_short)
+        if name is None:
+            break
+        candidates = by_short[name]
+        called = [p for p in candidates if (current, p) in calls]
+        below = [p for p in candidates if not current or p.startswith(current + ".")]
+        current = min(called or below or candidates, key=lambda p: (p.count("."), p))
+    return current

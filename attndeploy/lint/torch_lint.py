@@ -10,63 +10,40 @@ twins, torchvision's resnet18) gives no findings.
 Found: adaptive pools with sizes other than 1 (or read from ``x.size()``); avg/max pools
 whose kernel is the whole input; `unfold`; `linspace`; `arange` / `zeros` / `ones` without
 a device; fixed devices (``.cuda()``, ``device="cuda"``); float64 tensors; plain-tensor
-attributes used in forward (not Parameters or buffers: missing from the state_dict).
+attributes used in forward (not Parameters or buffers: missing from the state_dict);
+`F.softmax` / `nn.Softmax` without `dim`. And, from the other lint files:
+
+- in-place writes into a forward's input (`inplace_lint`: version counters around each call);
+- branches and loops on tensor sizes in the forward of every class that ran (`source_lint`);
+- submodules held in plain lists / dicts (`structure_lint`);
+- TracerWarnings of one `torch.jit.trace`, at the module and line that raised them (`trace_lint`).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from attndeploy.errors import UsageError, first_line, require
+from attndeploy.lint.findings import BAKES, DEVICE, FAILS, PRECISION, WEIGHTS, TorchFinding, merge
+from attndeploy.lint.inplace_lint import InputWrites
+from attndeploy.modulepath import ModuleStack
+from attndeploy.lint.source_lint import shape_branches
+from attndeploy.lint.structure_lint import plain_containers
+from attndeploy.lint.trace_lint import BRANCH_CONSEQUENCE, BRANCH_HINT, SHAPE_FLOW, trace_findings
 
-FAILS = "fails to export"
-BAKES = "exports with the sample's shapes baked in"
-DEVICE = "pins a device"
-PRECISION = "loses precision or support"
-WEIGHTS = "is missing from the state_dict"
 FACTORIES = ("linspace", "arange", "zeros", "ones")
-
-
-@dataclass(frozen=True)
-class TorchFinding:
-    """One hazardous call (or attribute) seen while running the model.
-
-    `path` is the module path (``""`` for the root), `hazard` a short kind, `call` what
-    was called with which sizes, `consequence` what the exporters do with it, `rewrite`
-    the `export_rewrites` kind that handles it (None: change the code, see `hint`),
-    `site` the user's ``file:line``, `count` how many times it ran.
-    """
-
-    path: str
-    hazard: str
-    call: str
-    consequence: str
-    rewrite: str | None
-    hint: str = ""
-    site: str = ""
-    count: int = 1
-
-    def message(self) -> str:
-        """E.g. ``backbone.layer3.1.attn: F.adaptive_avg_pool2d(output_size=(20, 1)) fails to export ...``."""
-        where = self.path or "<root>"
-        fix = f"handled by the export-time rewrite '{self.rewrite}'" if self.rewrite else f"fix: {self.hint}"
-        text = f"{where}: {self.call} {self.consequence} ({self.hazard}); {fix}"
-        if self.rewrite and self.hint:
-            text += f"; {self.hint}"
-        return text + (f" [{self.site}]" if self.site else "") + (f" x{self.count}" if self.count > 1 else "")
-
-    def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "hazard": self.hazard, "call": self.call, "consequence": self.consequence,
-                "rewrite": self.rewrite, "hint": self.hint, "site": self.site, "count": self.count}
+_SOFTMAXES = (F.softmax, F.log_softmax, F.softmin)
 
 
 def _user_site() -> tuple[str, str]:
@@ -95,14 +72,16 @@ def _is_cuda(device: Any) -> bool:
         return False
 
 
-class _Linter(TorchFunctionMode):
+class _CallWatcher(TorchFunctionMode):
     """Records findings; redirects fixed devices to the example's so the run can finish."""
 
-    def __init__(self, example: Tensor, path: Callable[[], str], plain: dict[int, str]) -> None:
+    def __init__(self, example: Tensor, path: Callable[[], str], plain: dict[int, str],
+                 writes: InputWrites | None = None) -> None:
         super().__init__()
         self.example = example
         self.path = path
         self.plain = plain
+        self.writes = writes
         self.found: dict[tuple[str, str, str, str], TorchFinding] = {}
 
     def add(self, hazard: str, call: str, consequence: str, rewrite: str | None, hint: str = "",
@@ -127,6 +106,14 @@ class _Linter(TorchFunctionMode):
         self.add("adaptive pool size", f"F.{name}(output_size={size!r}) on {tuple(x.shape)}", why, name,
                  site=site)
 
+    def _implicit_dim(self, name: str, x: Tensor, site: str) -> None:
+        dim = 0 if x.dim() in (0, 1, 3) else 1  # torch.nn.functional._get_softmax_dim
+        axis = "the batch" if dim == 0 and x.dim() > 1 else f"dim {dim}"
+        self.add("softmax without dim", f"F.{name} without dim on {tuple(x.shape)}",
+                 f"normalises over {axis}, picked by PyTorch's legacy rule from the input's rank "
+                 f"({x.dim()}-D), not over the axis meant; the graph does the same, so parity cannot catch it",
+                 None, "pass dim= explicitly (dim=-1 for attention scores over the keys)", site)
+
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
@@ -138,7 +125,13 @@ class _Linter(TorchFunctionMode):
             if attr:
                 self.add("plain tensor attribute", attr, f"{WEIGHTS} and is exported as a constant", None,
                          "make it an nn.Parameter (trained) or register_buffer (fixed)", site)
-        if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d") and args:
+        if self.writes is not None and args and (kwargs.get("inplace") is True or name == "__setitem__"
+                                                 or (name.endswith("_") and not name.endswith("__"))):
+            self.writes.note_write(args[0], site)
+        if func in _SOFTMAXES and args and isinstance(args[0], Tensor) and \
+                (args[1] if len(args) > 1 else kwargs.get("dim")) is None:
+            self._implicit_dim(name, args[0], site)
+        elif name in ("adaptive_avg_pool2d", "adaptive_max_pool2d") and args:
             self._pool(name, args[0], args[1] if len(args) > 1 else kwargs.get("output_size"), site)
         elif name in ("avg_pool2d", "max_pool2d") and args and isinstance(args[0], Tensor) and args[0].dim() >= 3:
             kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
@@ -184,43 +177,67 @@ def _plain_tensor_attributes(model: nn.Module) -> dict[int, str]:
     return found
 
 
-def lint_model(model: nn.Module, example: Tensor) -> list[TorchFinding]:
-    """Run `model(example)` once (eval, no grad) and return its export hazards, in call order.
+def _branch_findings(ran: dict[type, str]) -> list[TorchFinding]:
+    """Shape-dependent branches and loops in the forward of every class that ran, at its first path."""
+    found = []
+    for cls, path in ran.items():
+        for b in shape_branches(cls):
+            if b.kind == "for":
+                found.append(TorchFinding(path, SHAPE_FLOW, f"`for ... in {b.test}` in {cls.__name__}.forward",
+                                          "is unrolled for the example's size by TorchScript (dynamo specializes "
+                                          "the size)", None, "loop over a fixed count, or use tensor ops", b.site))
+            else:
+                found.append(TorchFinding(path, SHAPE_FLOW, f"`{b.kind} {b.test}` in {cls.__name__}.forward",
+                                          BRANCH_CONSEQUENCE, None, BRANCH_HINT, b.site))
+    return found
 
+
+def _without_repeats(eager: list[TorchFinding], traced: list[TorchFinding]) -> list[TorchFinding]:
+    """`traced` findings not already reported at the same line by the source check."""
+    seen = {(f.hazard, f.site) for f in eager}
+    return [f for f in traced if (f.hazard, f.site) not in seen]
+
+
+def lint_model(model: nn.Module, example: Tensor) -> list[TorchFinding]:
+    """Run `model(example)` once (eval, no grad) and return its export hazards.
+
+    In order: the hazardous calls (in call order) and in-place writes into forward inputs
+    seen in eager mode; shape-dependent branches in the forward of every module class that
+    ran (source); submodules held in plain containers; TracerWarnings of one
+    `torch.jit.trace`. `example` (N, C, H, W) is not changed (the model runs on a copy).
     Raises `UsageError` if the model fails in eager mode on `example`.
     """
     require(isinstance(model, nn.Module), "lint_model needs an nn.Module", "an nn.Module", type(model).__name__)
     require(isinstance(example, Tensor), "lint_model needs an example input tensor", "a torch.Tensor",
             type(example).__name__)
-    stack: list[str] = [""]
+    x = example.clone()
+    writes = InputWrites(x)
+    ran: dict[type, str] = {}
 
-    def enter(path: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any) -> None:
-            stack.append(path)
-        return hook
+    def enter(path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ran.setdefault(type(module), path)
+        writes.on_enter(path, module, args, kwargs)
 
-    def leave(module: nn.Module, args: Any, output: Any) -> None:
-        if len(stack) > 1:
-            stack.pop()
-
-    handles = []
-    for path, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(enter(path)))
-        handles.append(module.register_forward_hook(leave))
-    linter = _Linter(example, lambda: stack[-1], _plain_tensor_attributes(model))
+    stack = ModuleStack(model, enter, writes.on_leave)
+    linter = _CallWatcher(example, lambda: stack.current, _plain_tensor_attributes(model), writes)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), linter:
-            model(example)
-    except UsageError:
-        raise
-    except Exception as err:
-        first = first_line(err)
-        raise UsageError("the model fails in eager mode on the example input", "an input the model accepts",
-                         f"{tuple(example.shape)}: {first[:300]}", f"at module {stack[-1] or '<root>'}") from err
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), stack, linter:
+                warnings.filterwarnings("ignore", message="Implicit dimension choice")  # reported as a finding
+                model(x)
+        except UsageError:
+            raise
+        except Exception as err:
+            first = first_line(err)
+            raise UsageError("the model fails in eager mode on the example input", "an input the model accepts",
+                             f"{tuple(example.shape)}: {first[:300]}", f"at module {stack.current or '<root>'}") from err
+        eager = merge([*linter.found.values(), *writes.found, *_branch_findings(ran), *plain_containers(model)])
+        traced = trace_findings(model, example.clone())
     finally:
-        for handle in handles:
-            handle.remove()
         model.train(was_training)
-    return list(linter.found.values())
+    return eager + merge(_without_repeats(eager, traced))
+
+
+__all__ = ["TorchFinding", "lint_model"]

@@ -5,21 +5,24 @@
     []
 
 Each `Finding` names the rule, the node, its op type and the PyTorch module scope that
-produced it (see `attndeploy.lint.scopes`). The tables live in `trt_support`.
+produced it (see `attndeploy.lint.scopes`). The tables live in `trt_support`; the rules for
+fp16 and Q/DQ graphs (fp16 ops, zero points, scales, per-channel axes, quantized types) in
+`attndeploy.lint.precision_lint`.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.external_data_helper
 from onnx import AttributeProto, TensorProto, numpy_helper
 
-from attndeploy.errors import UsageError
-from attndeploy.exporting.verify import all_graphs
+from attndeploy.lint.findings import ERROR, WARNING, Finding
+from attndeploy.lint.onnx_file import load_model
+from attndeploy.onnxgraph import all_graphs, float64_sites
 from attndeploy.lint.scopes import module_scope
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
@@ -29,8 +32,8 @@ from attndeploy.lint.trt_support import (
     parser_support,
     version_tuple,
 )
+from attndeploy.lint.precision_lint import reduced_precision_rules
 
-ERROR, WARNING = "error", "warning"
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 HINTS = {
@@ -41,43 +44,7 @@ HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing the parser will refuse (`error`) or may refuse or mishandle (`warning`)."""
-
-    severity: str
-    rule: str
-    node: str
-    op_type: str
-    scope: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    def format(self) -> str:
-        where = f"{self.node} ({self.op_type})" if self.node or self.op_type else "model"
-        scope = f" in module '{self.scope}'" if self.scope else ""
-        return f"{self.severity} [{self.rule}] {where}{scope}: {self.message}"
-
-
-def _load(model_or_path: onnx.ModelProto | str | Path | bytes) -> onnx.ModelProto:
-    if isinstance(model_or_path, onnx.ModelProto):
-        return model_or_path
-    label = f"<{len(model_or_path)} bytes>" if isinstance(model_or_path, bytes) else str(model_or_path)
-    try:
-        if isinstance(model_or_path, bytes):
-            return onnx.load_from_string(model_or_path)
-        return onnx.load(str(model_or_path), load_external_data=False)
-    except FileNotFoundError as err:
-        raise UsageError("the ONNX model must exist", "a readable .onnx file", label) from err
-    except Exception as err:  # protobuf raises its own DecodeError
-        raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto",
-                         f"{label} ({type(err).__name__}: {err})") from err
-
-
-
-class _Linter:
+class _ParserChecks:
     def __init__(self, model: onnx.ModelProto, support: ParserSupport) -> None:
         self.model, self.s = model, support
         self.findings: list[Finding] = []
@@ -123,6 +90,8 @@ class _Linter:
             for node in graph.node:
                 self.check_node(node)
         self.check_float64()
+        for severity, rule, node, message in reduced_precision_rules(self.model, self.s, self.constants, self.elem):
+            self.add(severity, rule, node, message)
         order = {ERROR: 0, WARNING: 1}
         return sorted(self.findings, key=lambda f: order[f.severity])
 
@@ -299,31 +268,16 @@ class _Linter:
                      f"({spec.inputs}), got {n_inputs}")
 
     def check_float64(self) -> None:
-        double = TensorProto.DOUBLE
-        for graph in all_graphs(self.model.graph):
-            for t in graph.initializer:
-                if t.data_type == double:
-                    self.add(ERROR, "float64", self.consumers.get(t.name), f"initializer {t.name!r} is float64: "
-                             "TensorRT has no float64 (the parser narrows weights to float32 with clamping, and "
-                             "refuses float64 tensors): export in float32")
-            for v in (*graph.input, *graph.output):
-                if v.type.tensor_type.elem_type == double:
-                    self.add(ERROR, "float64", None, f"graph input/output {v.name!r} is float64")
-            for node in graph.node:
-                if node.op_type == "Cast" and any(a.name == "to" and a.i == double for a in node.attribute):
-                    self.add(ERROR, "float64", node, "Cast to float64: TensorRT has no float64")
-                elif node.op_type == "Constant" and any(a.t.data_type == double for a in node.attribute
-                                                        if a.type == AttributeProto.TENSOR):
-                    self.add(ERROR, "float64", node, "Constant holds a float64 tensor")
-                elif any(self.elem.get(o) == double for o in node.output) and node.op_type not in ("Cast", "Constant"):
-                    self.add(ERROR, "float64", node, f"{node.op_type} computes in float64 (output "
-                             f"{next(o for o in node.output if self.elem.get(o) == double)!r})")
+        for site in float64_sites(self.model, self.elem):
+            node = site.node or self.consumers.get(site.tensor)
+            self.add(ERROR, "float64", node, f"{site.what}: TensorRT has no float64 (the parser narrows weights to "
+                     "float32 with clamping and refuses float64 tensors): export in float32")
 
 
 def lint_onnx(model_or_path: onnx.ModelProto | str | Path | bytes, trt: str = "10") -> list[Finding]:
     """Findings for `model_or_path` against TensorRT `trt`'s ONNX parser ("8.6", "10" or "11"), errors first."""
     support = parser_support(trt)
-    return _Linter(_load(model_or_path), support).run()
+    return _ParserChecks(load_model(model_or_path), support).run()
 
 
 def has_errors(findings: list[Finding]) -> bool:

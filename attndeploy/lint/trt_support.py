@@ -14,6 +14,9 @@ Sources (read, not copied; operator lists transcribed from the support matrices)
   (https://docs.nvidia.com/deeplearning/tensorrt/latest/reference/onnx-opset-guide.html) gives
   opsets 9..25 for 11.x and points to the same operators.md. The 11 table is therefore the
   10.x table with every 10.x relaxation applied.
+- Reduced precision: the "Supported Types" column of the same operators.md files (8.6-GA:
+  ConstantOfShape FP32 only, QuantizeLinear FP32/FP16, DequantizeLinear INT8; 10.1-GA:
+  QuantizeLinear FP32/FP16/BF16, DequantizeLinear INT8/FP8/INT4; both: zero point must be 0).
 - Pooling window volume must stay < 100000 (TensorRT's MAX_KERNEL_DIMS_PRODUCT check in
   addPoolingNd): https://github.com/onnx/onnx-tensorrt/issues/937 (8.6.1), issues/333.
 - ModulatedDeformConv2d plugin fields: https://github.com/NVIDIA/TensorRT/blob/main/plugin/
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from onnx import TensorProto
 
 from attndeploy.errors import unknown_name
 
@@ -69,6 +74,15 @@ StringConcat StringSplit""")
 # Added by later 10.x releases (Changelog.md), with the release that added them.
 _LATER_10 = {"DeformConv": "10.1", "BlackmanWindow": "10.4", "HammingWindow": "10.4", "HannWindow": "10.4",
              "STFT": "10.5", "RMSNormalization": "10.15", "RotaryEmbedding": "10.15", "TensorScatter": "10.15"}
+
+# Reduced precision (operators.md "Supported Types" column). 8.6: ConstantOfShape is FP32 only; QuantizeLinear takes
+# FP32/FP16 and DequantizeLinear INT8 only, zero points 0. 10.1: QuantizeLinear FP32/FP16/BF16, DequantizeLinear
+# INT8/FP8/INT4 (zero point 0); every float op has FP16. 11: the 10.x columns (no operators.md for 11).
+_FP16_NONE_8_6 = _ops("ConstantOfShape")
+_Q_INPUTS_8_6 = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16})
+_Q_INPUTS_10 = _Q_INPUTS_8_6 | {TensorProto.BFLOAT16}
+_DQ_INPUTS_8_6 = frozenset({TensorProto.INT8})
+_DQ_INPUTS_10 = _DQ_INPUTS_8_6 | {TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
 
 REDUCE_OPS = _ops("""ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd
 ReduceSum ReduceSumSquare""")
@@ -145,6 +159,9 @@ class ParserSupport:
     resize_coordinate_modes: frozenset[str] = frozenset(
         {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
     topk_max_k: int | None = None
+    fp16_unsupported: frozenset[str] = frozenset()           # float ops with no FP16 implementation
+    quantize_inputs: frozenset[int] = _Q_INPUTS_10           # QuantizeLinear input types (TensorProto enums)
+    dequantize_inputs: frozenset[int] = _DQ_INPUTS_10        # DequantizeLinear input types
 
     def constant_inputs_of(self, op: str) -> list[ConstantInput]:
         return [c for c in self.constant_inputs if c.op == op]
@@ -165,7 +182,8 @@ _SUPPORT: dict[str, ParserSupport] = {
                                          ConstantInput("Unsqueeze", 1, "axes"), ConstantInput("Pad", 3, "axes")),
         pad_modes=frozenset({"constant", "reflect", "edge"}),
         pool_dilations_must_be_one=False, layernorm_first_output_only=False, deformconv_symmetric_pads=True,
-        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}),
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}, fp16_unsupported=_FP16_NONE_8_6,
+        quantize_inputs=_Q_INPUTS_8_6, dequantize_inputs=_DQ_INPUTS_8_6),
     "10": ParserSupport(
         key="10", baseline="10.0",
         source="https://github.com/onnx/onnx-tensorrt/blob/release/10.1-GA/docs/operators.md",

@@ -18,10 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attndeploy.errors import first_line
+from attndeploy.defaults import DYNAMO_MIN_OPSET
+from attndeploy.errors import CheckFailed, UsageError, first_line
+from attndeploy.lint.trt_lint import ERROR, lint_onnx
 from attndeploy.matrix.grid import Cell
-
-DYNAMO_MIN_OPSET = 18
+from attndeploy.pipeline import run_pipeline
+from attndeploy.pipeline.result import ExportResult
+from attndeploy.quiet import quiet
+from attndeploy.registry import get_spec
+from attndeploy.settings import ExportSettings
 
 
 @dataclass
@@ -71,11 +76,6 @@ def classify_export_error(message: str) -> str:
 
 
 def _lint(path: Path, versions: tuple[str, ...], result: CellResult) -> None:
-    try:
-        from attndeploy.lint.trt_lint import ERROR, lint_onnx
-    except ImportError as err:
-        result.lint_error = f"lint unavailable ({err})"
-        return
     for version in versions:
         try:
             findings = [f for f in lint_onnx(path, version) if f.severity == ERROR]
@@ -88,20 +88,15 @@ def _lint(path: Path, versions: tuple[str, ...], result: CellResult) -> None:
         result.lint_detail[version] = [f.format() for f in findings]
 
 
-def _export(cell: Cell, path: Path, deform_conv: str, seed: int) -> Any:
-    from attndeploy.bench.quiet import quiet
-    from attndeploy.exporting.pipeline import export
-
+def _export(cell: Cell, path: Path, deform_conv: str, seed: int) -> ExportResult:
+    settings = ExportSettings.create(cell.module, None, path, opset=cell.opset, dynamic=cell.dynamic,
+                                     exporter=cell.exporter, seed=seed, deform_conv=deform_conv)
     with quiet():
-        return export(cell.module, None, path, opset=cell.opset, dynamic=cell.dynamic, exporter=cell.exporter,
-                      seed=seed, deform_conv=deform_conv)
+        return run_pipeline(settings)
 
 
 def run_cell(cell: Cell, trt: tuple[str, ...] = (), seed: int = 0) -> CellResult:
     """Export, check and lint one cell in a temporary directory (removed afterwards)."""
-    from attndeploy.errors import CheckFailed, UsageError
-    from attndeploy.registry import get_spec
-
     start = time.perf_counter()
     spec = get_spec(cell.module)
     result = CellResult(cell, "n/a")

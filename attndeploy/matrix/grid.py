@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attndeploy.argparsing import UsageErrorParser
+from attndeploy.defaults import CONCRETE_EXPORTERS, MAX_OPSET, MIN_OPSET
 from attndeploy.errors import require, unknown_name
 
 DEFAULT_OPSETS = (13, 16, 17, 18, 19, 20)
-MATRIX_EXPORTERS = ("torchscript", "dynamo")
+MATRIX_EXPORTERS = CONCRETE_EXPORTERS
 AXES = ("static", "dynamic")
 
 
@@ -100,7 +101,6 @@ def grid_given(ns: argparse.Namespace) -> bool:
 
 def grid_from_args(ns: argparse.Namespace) -> Grid:
     """Validate parsed grid arguments; `UsageError` names the bad one (unknown names suggest the closest)."""
-    from attndeploy.exporting.exporters import MAX_OPSET, MIN_OPSET
     from attndeploy.registry import get_spec
 
     for name in ns.names:

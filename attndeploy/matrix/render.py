@@ -104,11 +104,11 @@ def to_json(grid: Grid, results: Sequence[CellResult], seconds: float) -> dict[s
     import onnxruntime
     import torch
 
-    import attndeploy
+    from attndeploy.version import __version__
 
     return {"grid": {"names": grid.modules(), "opsets": list(grid.opsets), "exporters": list(grid.exporters),
                      "axes": list(grid.axes), "trt": list(grid.trt_columns()), "argv": grid.argv()},
-            "versions": {"attndeploy": attndeploy.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "versions": {"attndeploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                          "onnxruntime": onnxruntime.__version__},
             "counts": {s: sum(r.status == s for r in results) for s in ("pass", "fail", "n/a")},
             "seconds": round(seconds, 1), "cells": [r.to_dict() for r in results]}

@@ -67,7 +67,7 @@ PATCHES: tuple[Patch, ...] = (
           "no/fixed device -> the example's device; no dtype -> the example's floating dtype"),
 )
 
-DEFORM_CONV_NOTE = ("torchvision.ops.deform_conv2d is lowered by attndeploy.lowering.deform_conv "
+DEFORM_CONV_NOTE = ("torchvision.ops.deform_conv2d is lowered by attndeploy.lowering.deformconv "
                     "(export-time symbolics), wired by the export pipeline, not by export_rewrites")
 
 
@@ -115,7 +115,7 @@ def export_rewrites(example: torch.Tensor, deform_conv: str | None = None) -> It
         example: the export's example input; tensor factories are pinned to its dtype
             (floating results) and device.
         deform_conv: reserved for the `torchvision.ops.deform_conv2d` lowering, which
-            the export pipeline wires from `attndeploy.lowering.deform_conv`; only None
+            the export pipeline wires from `attndeploy.lowering.deformconv`; only None
             is accepted here.
 
     Yields:

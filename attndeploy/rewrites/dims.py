@@ -18,7 +18,7 @@ from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 # Callers in these packages get the original factories (exporter internals, numerics).
 INTERNAL_PREFIXES = ("torch", "functorch", "onnx", "onnxscript", "onnxruntime", "numpy", "sympy",
-                     "attndeploy.rewrites", "attndeploy.deploy.pooling")
+                     "attndeploy.rewrites", "attndeploy.ops.pooling")
 
 
 def _trace_value(t: Tensor) -> Any:

@@ -6,7 +6,7 @@
 - a literal 1 -> a reduction (`mean` / `amax`);
 - the input's own dimension (``x.size(2)`` in forward), or None -> identity;
 - any other size, down or up, divisible or not, literal or read from another tensor's
-  shape -> `attndeploy.deploy.pooling` (averaging matrices / bin-wise max built from the
+  shape -> `attndeploy.ops.pooling` (averaging matrices / bin-wise max built from the
   runtime sizes).
 
 Both sizes literal 1 (global pooling) is left to torch: it exports as
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attndeploy.deploy.pooling import (
+from attndeploy.ops.pooling import (
     adaptive_avg_pool2d_exact,
     adaptive_max_pool2d_exact,
 )

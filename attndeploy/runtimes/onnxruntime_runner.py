@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from attndeploy.defaults import ORT_PROVIDERS
 from attndeploy.errors import UsageError, first_line
-from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+from attndeploy.runtimes.base import Runner
+from attndeploy.runtimes.feeds import IOSpec
 
-# onnxruntime falls back along each list; CPU is always last.
-PROVIDERS = {
-    "onnxruntime-cpu": ("CPUExecutionProvider",),
-    "onnxruntime-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
-    "onnxruntime-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-}
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8"}
-
-
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
+               "tensor(int8)": "int8"}
 ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
               "none": "ORT_DISABLE_ALL"}
 
 
-def ort_session(model: str | Path | bytes, threads: int, providers: list[str], profile_prefix: str | None = None,
+def ort_session(model: str | Path | bytes, threads: int, providers: Sequence[str], profile_prefix: str | None = None,
                 level: str = "all") -> Any:
-    """An onnxruntime session with `threads` intra-op threads, 1 inter-op thread, graph optimization `level`.
+    """An onnxruntime session with `threads` intra-op threads (0: all cores), 1 inter-op thread, optimization `level`.
 
     `level`: "all" (onnxruntime's default, with the NCHWc layout transform), "extended"
     (without it), "basic" or "none" (see `ORT_LEVELS`).
@@ -45,7 +39,7 @@ def ort_session(model: str | Path | bytes, threads: int, providers: list[str], p
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=providers)
+    return ort.InferenceSession(source, options, providers=list(providers))
 
 
 def available_providers() -> list[str]:
@@ -56,61 +50,43 @@ def available_providers() -> list[str]:
 
 def check_backend_installed(backend: str) -> None:
     """`UsageError` unless the first provider of `backend` is in this onnxruntime build."""
-    wanted = PROVIDERS[backend][0]
+    wanted = ORT_PROVIDERS[backend][0]
     have = available_providers()
     if wanted not in have:
         raise UsageError(f"{backend} needs onnxruntime's {wanted}", wanted, f"providers {have}",
                          "pip install 'attndeploy[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU")
 
 
-class OnnxRuntimeRunner:
-    """Runs an ONNX model in onnxruntime. `infer({name: array}) -> {name: array}`.
+def _spec(value: Any, is_input: bool) -> IOSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in value.shape)
+    return IOSpec(value.name, is_input, _ORT_DTYPES.get(value.type, value.type), shape)
 
-    Feeds are checked against the model's inputs (names, dtypes, ranks, static dims)
-    with errors that name the input, the expected and the actual value.
-    """
 
-    def __init__(self, model: str | Path | bytes, providers: Sequence[str] = PROVIDERS["onnxruntime-cpu"],
-                 threads: int = 0) -> None:
-        self.model, self.providers, self.threads = model, tuple(providers), threads
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX model (a path or serialized bytes) in onnxruntime with `providers`."""
+
+    name = "onnxruntime-cpu"
+
+    def __init__(self, model: str | Path | bytes, providers: Sequence[str] = ORT_PROVIDERS["onnxruntime-cpu"],
+                 threads: int = 0, level: str = "all") -> None:
+        super().__init__()
+        self.model, self.providers, self.threads, self.level = model, tuple(providers), threads, level
+        self.name = next((k for k, v in ORT_PROVIDERS.items() if v == self.providers), "onnxruntime")
         self.session: Any = None
-        self.specs: list[IOSpec] = []
 
-    def activate(self) -> OnnxRuntimeRunner:
+    def _activate(self) -> None:
         try:
-            self.session = ort_session(self.model, self.threads, list(self.providers))
+            self.session = ort_session(self.model, self.threads, self.providers, level=self.level)
         except Exception as err:  # onnxruntime raises its own exception types for unreadable models
             label = "the given bytes" if isinstance(self.model, bytes) else str(self.model)
             raise UsageError("onnxruntime must be able to load the model", "a valid ONNX file",
                              f"{label}: {first_line(err)}") from err
-        self.specs = [IOSpec(i.name, True, _ORT_DTYPES.get(i.type, i.type),
-                             tuple(d if isinstance(d, int) else -1 for d in i.shape))
-                      for i in self.session.get_inputs()]
-        return self
+        self.specs = [*(_spec(i, True) for i in self.session.get_inputs()),
+                      *(_spec(o, False) for o in self.session.get_outputs())]
 
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self._session().get_inputs()]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self._session().get_outputs()]
-
-    def infer(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        arrays = validate_feeds(feeds, self.specs)
-        outputs = self._session().run(None, arrays)
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, feeds)
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.session = None
-
-    def _session(self) -> Any:
-        if self.session is None:
-            raise RuntimeError("OnnxRuntimeRunner used before activate() (use it as a context manager)")
-        return self.session
-
-    def __enter__(self) -> OnnxRuntimeRunner:
-        return self.activate()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()

@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import TracebackType
-from typing import Any
-
 import numpy as np
 import torch
 
-from attndeploy.errors import require
-from attndeploy.parity import output_names
+from attndeploy.defaults import INPUT_NAME
+from attndeploy.parity.outputs import flatten_outputs, to_numpy
+from attndeploy.runtimes.base import Runner
+from attndeploy.runtimes.feeds import IOSpec
 
 
-class TorchRunner:
-    """`infer({"input": array}) -> {"output": array}` (or output0, output1, ... for several outputs)."""
+class TorchRunner(Runner):
+    """`infer({"input": array}) -> {name: array}` with the names of `attndeploy.parity.outputs.flatten_outputs`.
+
+    The model is moved to `device` and `dtype` on activate; outputs come back as float32.
+    """
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 input_name: str = "input") -> None:
+                 input_name: str = INPUT_NAME) -> None:
+        super().__init__()
         self.model, self.device, self.dtype, self.input_name = model, torch.device(device), dtype, input_name
-        self.active = False
+        self.name = f"eager-{self.device.type}-{str(dtype).replace('torch.', '')}"
 
-    def activate(self) -> TorchRunner:
+    def _activate(self) -> None:
         self.model = self.model.eval().to(self.device, self.dtype)
-        self.active = True
-        return self
+        self.specs = [IOSpec(self.input_name, True, "float32", None)]
 
     @torch.no_grad()
-    def infer(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        require(list(feeds) == [self.input_name], "feeds must name exactly the model's input",
-                self.input_name, ", ".join(map(str, feeds)))
-        value = feeds[self.input_name]
-        x = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-        out = self.model(x.to(self.device, self.dtype))
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {n: o.float().cpu().numpy() for n, o in zip(output_names(len(outs)), outs)}
-
-    def close(self) -> None:
-        self.active = False
-
-    def __enter__(self) -> TorchRunner:
-        return self.activate()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(feeds[self.input_name].copy()).to(self.device, self.dtype)
+        return to_numpy(flatten_outputs(self.model(x)))

@@ -1,16 +1,18 @@
-"""Shared TensorRT plumbing: the lazy import, the platform, a capturing logger, plugin libraries.
+"""Shared TensorRT plumbing: whether TensorRT is usable here, the platform, Polygraphy's log, typed helpers.
 
-`tensorrt` is imported inside functions only, so `import attndeploy` never needs it.
-Callers do `require_tensorrt()` and then `import tensorrt as trt` themselves, which keeps
-mypy checking their calls against `tensorrt-stubs`.
+`tensorrt` and `polygraphy` are imported inside functions only, so `import attndeploy`
+never needs them. `tensorrt_unavailable()` is the one availability check (the bench,
+selftest and the CLI ask it); `require_tensorrt()` turns its answer into a `UsageError`.
+Callers then `import tensorrt as trt` themselves, which keeps mypy checking their calls
+against `tensorrt-stubs`.
 """
 
 from __future__ import annotations
 
-import ctypes
+import importlib.util
+import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections import deque
 from typing import TYPE_CHECKING
 
 from attndeploy.errors import UsageError
@@ -21,19 +23,38 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = ("pip install tensorrt (NVIDIA's wheels, needs an NVIDIA GPU and driver), "
                 "or pip install 'attndeploy[trt]'")
+POLYGRAPHY_HINT = "pip install polygraphy, or pip install 'attndeploy[trt]'"
 
 
-def require_tensorrt() -> str:
-    """The installed TensorRT version; `UsageError` when the package is missing."""
+def _missing() -> tuple[str, str, str] | None:
+    """(rule, actual, hint) when TensorRT or Polygraphy cannot be used here, else None."""
     try:
         import tensorrt as trt
     except ImportError as err:
-        raise UsageError("TensorRT is not installed", "the tensorrt Python package", f"ImportError: {err}",
-                         INSTALL_HINT) from err
-    if not hasattr(trt, "Builder"):  # e.g. only tensorrt-stubs: `tensorrt` imports as an empty namespace package
+        return "TensorRT is not installed", f"the tensorrt package is not installed (ImportError: {err})", INSTALL_HINT
+    if not hasattr(trt, "Builder"):  # tensorrt-stubs alone: `tensorrt` imports as an empty namespace package
         where = ", ".join(getattr(trt, "__path__", [])) or "?"
-        raise UsageError("TensorRT is not installed", "the tensorrt Python package",
-                         f"a 'tensorrt' without the library at {where} (type stubs only?)", INSTALL_HINT)
+        return ("TensorRT is not installed", f"only the type stubs of tensorrt are installed (a 'tensorrt' without "
+                f"the library at {where})", INSTALL_HINT)
+    if importlib.util.find_spec("polygraphy") is None:
+        return "Polygraphy is not installed", "no polygraphy package (it builds and runs the engines)", POLYGRAPHY_HINT
+    return None
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why TensorRT engines cannot be built or run here (TensorRT, or Polygraphy, missing), or None."""
+    missing = _missing()
+    return None if missing is None else f"{missing[1]} ({missing[2]})"
+
+
+def require_tensorrt() -> str:
+    """The installed TensorRT version; `UsageError` when TensorRT (or Polygraphy) is missing."""
+    missing = _missing()
+    if missing is not None:
+        rule, actual, hint = missing
+        raise UsageError(rule, "the tensorrt and polygraphy Python packages", actual, hint)
+    import tensorrt as trt
+
     return str(trt.__version__)
 
 
@@ -57,39 +78,48 @@ def current_platform(device: int = 0) -> Platform:
     return Platform(version, torch.cuda.get_device_name(device), f"{major}.{minor}")
 
 
-def make_logger(echo: bool = True) -> trt.ILogger:
-    """A TensorRT logger that keeps every warning and error (`.messages`) and echoes them to stderr."""
-    import tensorrt as trt
+class PolygraphyLog(logging.Handler):
+    """Polygraphy's messages (TensorRT's come through it) at WARNING and above: kept, and echoed to stderr."""
 
-    class CapturingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.messages: list[str] = []
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: deque[str] = deque(maxlen=500)
+        self.count = 0
 
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                self.messages.append(f"{severity.name}: {msg}")
-                if echo:
-                    print(f"[TensorRT] {severity.name}: {msg}", file=sys.stderr, flush=True)
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.messages.append(message)
+        self.count += 1
+        print(f"[polygraphy] {message}", file=sys.stderr, flush=True)
 
-    return CapturingLogger()
-
-
-def logged(logger: trt.ILogger) -> list[str]:
-    return list(getattr(logger, "messages", []))
+    def since(self, mark: int) -> list[str]:
+        """The messages logged after `count` was `mark` (as many as are still kept)."""
+        new = min(self.count - mark, len(self.messages))
+        return list(self.messages)[len(self.messages) - new:] if new > 0 else []
 
 
-def load_plugins(logger: trt.ILogger, libraries: Sequence[str | Path] = ()) -> None:
-    """Register TensorRT's bundled plugins (ModulatedDeformConv2d, ...) and load extra plugin libraries."""
-    import tensorrt as trt
+_LOG: PolygraphyLog | None = None
 
-    trt.init_libnvinfer_plugins(logger, "")
-    for lib in libraries:
-        try:
-            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)  # the library registers its creators on load
-        except OSError as err:
-            raise UsageError("a plugin library must load", "a TensorRT plugin .so built for this TensorRT",
-                             f"{lib}: {err}") from err
+
+def polygraphy_log() -> PolygraphyLog:
+    """Route Polygraphy's logger to stderr, WARNING and above, once per process; returns the collector.
+
+    Polygraphy prints to stdout by default, which `--json` owns. Its global logger is set
+    to Python's logging system (logger "Polygraphy") at WARNING the first time attndeploy
+    builds or runs an engine.
+    """
+    global _LOG
+    if _LOG is None:
+        from polygraphy.logger import G_LOGGER
+
+        _LOG = PolygraphyLog()
+        python_logger = logging.getLogger("Polygraphy")
+        python_logger.addHandler(_LOG)
+        python_logger.setLevel(logging.WARNING)
+        python_logger.propagate = False
+        G_LOGGER.use_python_logging_system = True
+        G_LOGGER.module_severity = G_LOGGER.WARNING
+    return _LOG
 
 
 def dtype_name(dtype: trt.DataType) -> str:

@@ -6,9 +6,9 @@ An engine file `cbam.engine` travels with `cbam.engine.json`:
      "onnx_sha256": ..., "engine_sha256": ..., "engine_size": ...,
      "platform": {"tensorrt_version": "10.13.0.35", "gpu_name": "NVIDIA H100 80GB HBM3",
                   "compute_capability": "9.0"},
-     "settings": {"precision": "fp16", "tf32": false, "workspace_mb": 1024, "profile": {...},
-                  "plugins": [...], "strongly_typed": false, "precision_constraints": "obey",
-                  "keep_fp32_ops": [...]},
+     "settings": {"precision": "fp16", "precision_in_graph": false, "tf32": false, "workspace_mb": 1024,
+                  "profile": {...}, "plugins": [...], "strongly_typed": false,
+                  "precision_constraints": "obey", "keep_fp32_ops": [...]},
      "io": [...], "fp32_layers": [...], "created": "...", "attndeploy_version": "0.1.0"}
 
 A TensorRT engine runs only on the TensorRT version and GPU it was built for: `lookup`
@@ -28,9 +28,10 @@ from typing import Any
 
 from attndeploy.errors import UsageError, require
 from attndeploy.fileio import write_bytes_atomic, write_json_atomic
+from attndeploy.version import __version__
 
 FORMAT, FORMAT_VERSION = "attndeploy-tensorrt-engine", 1
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,14 @@ class Platform:
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Everything in the builder config that changes the engine. `profile` is `Profile.to_dict()`."""
+    """Everything in the builder config that changes the engine. `profile` is `Profile.to_dict()`.
+
+    `precision_in_graph`: the ONNX model already carries `precision` (a mixed fp16 graph,
+    or explicit Q/DQ for int8) instead of the builder lowering an fp32 graph.
+    """
 
     precision: str = "fp32"
+    precision_in_graph: bool = False
     tf32: bool = False
     workspace_mb: int = 1024
     profile: Mapping[str, Mapping[str, Sequence[int]]] = field(default_factory=dict)
@@ -130,8 +136,6 @@ class EngineMetadata:
 
 def new_metadata(key: str, onnx_bytes: bytes, engine: bytes, platform: Platform, settings: BuildSettings,
                  io: list[dict[str, Any]] | None = None, fp32_layers: list[str] | None = None) -> EngineMetadata:
-    from attndeploy import __version__
-
     return EngineMetadata(key, sha256_bytes(onnx_bytes), sha256_bytes(engine), len(engine), platform,
                           settings.to_dict(), io or [], fp32_layers or [],
                           _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), __version__)
@@ -228,14 +232,3 @@ def lookup(engine_path: str | Path, key: str, platform: Platform) -> Lookup:
     if metadata.key != key:
         return Lookup(False, "the ONNX model or the build settings changed", metadata)
     return Lookup(True, "cached engine matches", metadata)
-
-
-def read_timing_cache(path: str | Path | None) -> bytes:
-    """The serialized timing cache at `path`, or b"" (an empty cache) when there is none yet."""
-    if path is None or not Path(path).is_file():
-        return b""
-    return Path(path).read_bytes()
-
-
-def write_timing_cache(path: str | Path, data: bytes) -> Path:
-    return write_bytes_atomic(Path(path), data)

@@ -1,46 +1,48 @@
-"""`export --engine`: build the engine for an exported ONNX model and check it against eager PyTorch.
+"""The pipeline's engine stage: build the engine for an exported graph and check it against the eager truth.
 
-    >>> res = attndeploy.export("cbam", None, "models/cbam/cbam.onnx")
-    >>> report = engine_for_export(res.onnx_path, model, res.input_shape, spec=attndeploy.get_spec("cbam"),
-    ...                            fp16=True)
+    >>> report = engine_for_export(Path("models/cbam/cbam.onnx"), EngineSettings(fp16=True), probes,
+    ...                            rule=(spec.hw_multiple, spec.min_hw))
     >>> report.passed, report.build.engine_path, report.parity.max_abs_err
 
-Parity runs at the export shape and the registry's sweep (batch > 1, odd and
-non-square H, W), inside the optimization profile, with the architecture's tolerances:
-fp32 (TF32 off) atol 1e-4 / rtol 1e-3; fp16 atol 1e-2 / rtol 1e-2 plus cosine >= 0.999.
+`probes` are the export's parity inputs with the eager outputs on them (`parity.make_probes`);
+the first one's shape is the export's example: the profile's opt. Probes outside the
+profile (narrowed with `EngineSettings.min` / `max`) are skipped and listed. A graph that
+already carries its precision (a mixed fp16 graph, or Q/DQ int8: `<name>.fp16.onnx`,
+`<name>.int8.onnx`) builds in that precision (strongly typed where the TensorRT wants it);
+an fp32 graph builds fp32, or fp16 by our keep-fp32 policy when `EngineSettings.fp16`.
+Budgets (attndeploy.defaults): fp32 (TF32 off) atol 1e-4 / rtol 1e-3; fp16 atol 1e-2 /
+rtol 1e-2 plus cosine >= 0.999; int8 cosine >= 0.99, every value finite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import onnx
 
-from attndeploy.parity import ParityReport, check_parity
-from attndeploy.registry import ModuleSpec, Tolerance
-from attndeploy.shapes import Shape, format_shape, sweep_shapes
+from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL, TRT_INT8_MIN_COSINE, Tolerance
+from attndeploy.errors import require
+from attndeploy.parity.check import Probe, compare_probes
+from attndeploy.parity.compare import ParityReport
+from attndeploy.settings import EngineSettings
+from attndeploy.shapes import format_shape
 from attndeploy.tensorrt._api import require_tensorrt
-from attndeploy.tensorrt.builder import (
-    DEFAULT_WORKSPACE_MB,
-    BuildResult,
-    build_engine,
-    engine_path_for,
-)
-from attndeploy.tensorrt.precision import KEEP_FP32_OPS
-from attndeploy.tensorrt.profiles import Override, Profile, derive_profile
+from attndeploy.tensorrt.builder import BuildResult, build_engine, engine_path_for, read_onnx
+from attndeploy.tensorrt.options import BuildOptions
+from attndeploy.precision.plan import graph_precision
+from attndeploy.tensorrt.profiles import Profile, ShapeRule, derive_profile
 from attndeploy.tensorrt.runner import TensorRTRunner
 
-TRT_FP32_TOL = Tolerance(1e-4, 1e-3)
-TRT_FP16_TOL = Tolerance(1e-2, 1e-2)
-FP16_MIN_COSINE = 0.999
+Log = Callable[[str], None]
 
 
 @dataclass
 class EngineReport:
-    """The build, its optimization profile, and parity vs eager (plus the fp16 cosine floor)."""
+    """The build, its optimization profile, and parity vs eager (plus the cosine floor of reduced precision)."""
 
     build: BuildResult
     profile: Profile
@@ -51,7 +53,7 @@ class EngineReport:
     @property
     def passed(self) -> bool:
         cosine_ok = self.min_cosine is None or all(o.min_cosine >= self.min_cosine for o in self.parity.outputs)
-        return self.parity.passed and cosine_ok
+        return bool(self.parity.shapes) and self.parity.passed and cosine_ok
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, **self.build.to_dict(), "profile": self.profile.to_dict(),
@@ -59,48 +61,45 @@ class EngineReport:
                 "skipped_shapes": self.skipped_shapes}
 
 
-def engine_for_export(
-    onnx_path: str | Path,
-    model: torch.nn.Module,
-    example_shape: Shape,
-    *,
-    spec: ModuleSpec | None = None,
-    fp16: bool = False,
-    engine_path: str | Path | None = None,
-    min: Override = None,  # noqa: A002  (mirrors --min)
-    opt: Override = None,
-    max: Override = None,  # noqa: A002  (mirrors --max)
-    parity_shapes: Sequence[Shape] | None = None,
-    timing_cache: str | Path | None = None,
-    workspace_mb: int = DEFAULT_WORKSPACE_MB,
-    plugins: Sequence[str | Path] = (),
-    keep_fp32_ops: Iterable[str] = KEEP_FP32_OPS,
-    input_name: str = "input",
-    seed: int = 0,
-    force: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> EngineReport:
-    """Build `<onnx stem>.fp16.engine` (or `.fp32.engine`) beside `onnx_path` and compare it with `model`.
+def engine_options(engine: EngineSettings, model: onnx.ModelProto) -> BuildOptions:
+    """Build options for `engine` over `model`: a reduced-precision graph builds its own precision."""
+    found = graph_precision(model)
+    precision = found if found != "fp32" else "fp16" if engine.fp16 else "fp32"
+    return BuildOptions(precision=precision, precision_in_graph=found != "fp32", workspace_mb=engine.workspace_mb,
+                        timing_cache=engine.timing_cache, plugins=engine.plugins)
 
-    `model` is the eager module the ONNX came from (reference or deploy: same outputs);
-    `example_shape` (N, C, H, W) is the export shape and the profile's opt. `spec` gives
-    the spatial rule for the profile's minima and the parity sweep. Shapes outside the
-    profile (narrowed with `min` / `max`) are skipped and listed in `skipped_shapes`.
+
+def parity_budget(precision: str) -> tuple[Tolerance, float | None]:
+    """(elementwise tolerance, cosine floor or None) for an engine of `precision` against eager fp32."""
+    if precision == "int8":  # per-element bounds mean little after quantization: the cosine floor decides
+        return Tolerance(math.inf, math.inf), TRT_INT8_MIN_COSINE
+    if precision == "fp16":
+        return TRT_FP16_TOL, TRT_FP16_MIN_COSINE
+    return TRT_FP32_TOL, None
+
+
+def engine_for_export(onnx_path: Path, engine: EngineSettings, probes: Sequence[Probe],
+                      rule: ShapeRule | None = None, log: Log | None = None) -> EngineReport:
+    """Build (or reuse) `<stem>.<precision>.engine` beside `onnx_path` and compare it with `probes`.
+
+    `rule` = (hw_multiple, min_hw) of the module's spatial sizes (profile minima). Raises
+    `UsageError` (no TensorRT or GPU, bad settings) and `EngineBuildFailed`.
     """
     require_tensorrt()  # before any work: a missing TensorRT is the first thing to know
-    hw_multiple, min_hw = (spec.hw_multiple, spec.min_hw) if spec else (1, 1)
-    profile = derive_profile(onnx_path, {input_name: example_shape}, min=min, opt=opt, max=max,
+    require(bool(probes), "the engine check needs parity probes", "at least one Probe (the export's example)", "none")
+    onnx_path = Path(onnx_path)
+    _, model = read_onnx(onnx_path)
+    hw_multiple, min_hw = rule or (1, 1)
+    profile = derive_profile(model, probes[0].shape, min=engine.min, opt=engine.opt, max=engine.max,
                              hw_multiple=hw_multiple, min_hw=min_hw)
-    engine_path = Path(engine_path) if engine_path is not None else engine_path_for(onnx_path, fp16)
-    build = build_engine(onnx_path, engine_path, fp16=fp16, profile=profile, workspace_mb=workspace_mb,
-                         timing_cache=timing_cache, plugins=plugins, keep_fp32_ops=keep_fp32_ops, force=force,
-                         log=log)
-    wanted = list(parity_shapes) if parity_shapes else [tuple(example_shape),
-                                                         *sweep_shapes(tuple(example_shape), hw_multiple, min_hw)]
-    inside = [s for s in wanted if profile[input_name].contains(s)]
-    skipped = [format_shape(s) for s in wanted if s not in inside]
-    tol = TRT_FP16_TOL if fp16 else TRT_FP32_TOL
+    options = engine_options(engine, model)
+    build = build_engine(onnx_path, engine_path_for(onnx_path, options.precision), options, profile=profile,
+                         rebuild=engine.rebuild, log=log)
+    bounds = profile.inputs[0]
+    inside = [p for p in probes if bounds.contains(p.shape)]
+    skipped = [format_shape(p.shape) for p in probes if not bounds.contains(p.shape)]
+    tol, min_cosine = parity_budget(options.precision)
     with TensorRTRunner(build.engine_path) as runner:
-        parity = check_parity(model.eval(), lambda x: list(runner.infer({input_name: x}).values()),
-                              runner.output_names, inside, tol, f"tensorrt-{'fp16' if fp16 else 'fp32'}", seed)
-    return EngineReport(build, profile, parity, FP16_MIN_COSINE if fp16 else None, skipped)
+        parity = compare_probes(inside, lambda x: list(runner.infer({bounds.name: x}).values()),
+                                runner.output_names, tol, f"tensorrt-{options.precision}")
+    return EngineReport(build, profile, parity, min_cosine, skipped)

@@ -9,7 +9,7 @@ Defaults for a dynamic dim of an (N, C, H, W) input, given the example shape:
 |       | a multiple of hw_multiple                    |         |                     |
 | other | 1                                            | example | 2·example           |
 
-The maxima cover the parity sweep of `attndeploy.shapes.sweep_shapes` (batch up to
+The maxima cover the parity sweep of `ShapeRule.sweep` (batch up to
 N + 2, H and W up to ~1.3x). Memory grows with the maxima ((H·W)² for non-local
 attention), so keep them modest and override them when deploying bigger inputs.
 Static dims are fixed: min = opt = max = the model's value.
@@ -24,27 +24,13 @@ from pathlib import Path
 import onnx
 
 from attndeploy.errors import UsageError, require
+from attndeploy.runtimes.feeds import InputProfile
 from attndeploy.shapes import Shape, format_shape
 
 Dims = tuple[int | None, ...]  # None = dynamic
 ShapeLike = Shape | Sequence[int] | str
 Override = ShapeLike | Mapping[str, ShapeLike] | None
-
-
-@dataclass(frozen=True)
-class InputProfile:
-    """min / opt / max of one input; every shape has the input's rank."""
-
-    name: str
-    min: Shape
-    opt: Shape
-    max: Shape
-
-    def contains(self, shape: Sequence[int]) -> bool:
-        return len(shape) == len(self.min) and all(lo <= d <= hi for lo, d, hi in zip(self.min, shape, self.max))
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+ShapeRule = tuple[int, int]  # (hw_multiple, min_hw): the module's rule for H and W (`ModuleSpec`)
 
 
 @dataclass(frozen=True)
@@ -203,14 +189,3 @@ def derive_profile(
         _check(name, dims, lo, best, hi, hw_multiple, min_hw)
         profiles.append(InputProfile(name, lo, best, hi))
     return Profile(tuple(profiles))
-
-
-def check_in_profile(name: str, shape: Sequence[int], profile: InputProfile) -> None:
-    """`UsageError` unless `shape` lies inside `profile` (the engine cannot run it otherwise)."""
-    require(len(shape) == len(profile.min), f"input {name!r} must have the engine's rank",
-            f"rank {len(profile.min)}", f"rank {len(shape)} {format_shape(tuple(shape))}")
-    outside = [f"dim {i}: {d} not in [{lo}, {hi}]" for i, (lo, d, hi) in enumerate(zip(profile.min, shape, profile.max))
-               if not lo <= d <= hi]
-    require(not outside, f"input {name!r} must lie inside the engine's optimization profile",
-            f"{format_shape(profile.min)} .. {format_shape(profile.max)}",
-            f"{format_shape(tuple(shape))} ({'; '.join(outside)})", "rebuild the engine with a wider --min/--max")

@@ -1,0 +1,229 @@
+"""Detection-level parity for ultralytics models: eager vs the graph on the images ultralytics ships, after NMS.
+
+    check = task_checker("detect", (640, 640), 32)
+    result = check(eager_model, onnx_bytes, "images")   # -> TaskCheck("detections", passed, message, details)
+
+Both sides see the same batch: `bus.jpg` and `zidane.jpg` from `ultralytics/assets`,
+letterboxed to `imgsz` as ultralytics' predictor does (`LetterBox(auto=False)`, grey 114
+padding, BGR -> RGB, / 255), shape (2, 3, H, W). `output0` of each side, (2, 4 + nc [+ extra], A),
+goes through ultralytics' own `non_max_suppression` (IoU 0.7, max_det 300, class-aware,
+no time limit), and the detections must agree image by image: the same count, the same
+classes, and every eager box matched to a graph box of its class with IoU >= 0.99
+(probabilistic IoU for oriented boxes). Classifiers: the same top-1 class per image.
+
+The confidence threshold is ultralytics' predict default 0.25 when the eager model finds
+between `MIN_BOXES` and `MAX_CANDIDATES` boxes above it with no score within `MARGIN` of
+it (a trained model). Random-weight models make few confident boxes (or, rarely, too
+many), so the threshold then moves into the widest gap between the sorted eager scores
+of the top `MIN_CANDIDATES`..`MAX_CANDIDATES` anchors (relative to the scores) — usually
+far below 0.25: no score lies within half that gap of it, so fp32 noise cannot move a box
+across it. Among such gaps the widest is taken whose candidate boxes hold no same-class
+pair at the edge of an NMS decision (IoU within 0.01 of 0.7, or overlapping boxes with
+scores within 1e-3 of each other): a random model's dense boxes make such pairs common, and
+noise flips them. The message says which threshold was used and how many such pairs remain.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attndeploy.adapters.base import TaskCheck, TaskChecker
+
+IMAGES = ("bus.jpg", "zidane.jpg")
+PREDICT_CONF = 0.25
+MIN_BOXES = 10
+MIN_CANDIDATES, MAX_CANDIDATES = 10, 200
+MARGIN = 1e-3  # no eager score this close to the default threshold
+IOU_MARGIN, SCORE_MARGIN = 0.01, 1e-3   # NMS decisions closer than this could flip on fp32 noise
+TRIES = 30
+IOU_NMS = 0.7
+MIN_IOU = 0.99
+
+
+@functools.lru_cache(maxsize=4)
+def letterboxed_images(imgsz: tuple[int, int], stride: int) -> np.ndarray:
+    """`IMAGES` letterboxed to `imgsz` (H, W) as ultralytics' predictor does: (2, 3, H, W) float32 RGB in [0, 1]."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils import ASSETS
+
+    boxer = LetterBox(new_shape=imgsz, auto=False, stride=stride)
+    batch = []
+    for name in IMAGES:
+        image = cv2.imread(str(Path(ASSETS) / name))
+        if image is None:
+            raise FileNotFoundError(f"ultralytics' sample image {name} is missing from {ASSETS}")
+        boxed: Any = boxer(image=image)  # (H, W, 3) BGR uint8
+        batch.append(boxed[..., ::-1].transpose(2, 0, 1))
+    return (np.ascontiguousarray(np.stack(batch)).astype(np.float32) / 255.0)
+
+
+def _first(outputs: Any) -> torch.Tensor:
+    while isinstance(outputs, (tuple, list)):
+        outputs = outputs[0]
+    return outputs
+
+
+def _xyxy(xywh: torch.Tensor) -> torch.Tensor:
+    xy, half = xywh[:, :2], xywh[:, 2:4] / 2
+    return torch.cat([xy - half, xy + half], 1)
+
+
+def borderline_pairs(pred: torch.Tensor, nc: int, conf: float) -> int:
+    """Same-class pairs among the boxes above `conf` whose NMS outcome fp32 noise could flip.
+
+    A pair is borderline when its IoU is within `IOU_MARGIN` of the NMS threshold, or when it
+    overlaps that much and the two scores are within `SCORE_MARGIN` (relative) of each other
+    (which one is kept depends on their order). Boxes as (B, 4 + nc + extra, A), xywh.
+    """
+    from torchvision.ops import box_iou
+
+    count = 0
+    for p in pred.double():
+        scores, cls = p[4:4 + nc].max(0)
+        keep = scores > conf
+        if int(keep.sum()) < 2:
+            continue
+        boxes, s, c = _xyxy(p[:4, keep].T), scores[keep], cls[keep]
+        iou = box_iou(boxes, boxes)
+        near_iou = (iou - IOU_NMS).abs() < IOU_MARGIN
+        near_score = ((s[:, None] - s[None, :]).abs() <= SCORE_MARGIN * s[:, None]) & (iou > IOU_NMS - IOU_MARGIN)
+        count += int(((near_iou | near_score) & (c[:, None] == c[None, :])).triu(1).sum())
+    return count
+
+
+def choose_conf(pred: torch.Tensor, nc: int) -> tuple[float, str]:
+    """A confidence threshold for `pred` (B, 4 + nc + extra, A) and how it was chosen (see the module docstring)."""
+    scores = pred[:, 4:4 + nc].amax(1).flatten().double()
+    above = int((scores > PREDICT_CONF).sum())
+    near = float((scores - PREDICT_CONF).abs().min()) if scores.numel() else 1.0
+    if MIN_BOXES <= above <= MAX_CANDIDATES and near > MARGIN and borderline_pairs(pred, nc, PREDICT_CONF) == 0:
+        return PREDICT_CONF, f"conf {PREDICT_CONF} (ultralytics' predict default; no score within {MARGIN:g} of it)"
+    top = scores.topk(min(MAX_CANDIDATES + 1, scores.numel())).values
+    if top.numel() <= MIN_CANDIDATES:
+        return float(top[-1]) / 2, f"conf {float(top[-1]) / 2:.4g} (below every score: only {top.numel()} anchors)"
+    upper, lower = top[MIN_CANDIDATES - 1:-1], top[MIN_CANDIDATES:]
+    relative = (upper - lower) / upper.clamp_min(1e-30)
+    tried = 0
+    for k in relative.argsort(descending=True)[:TRIES].tolist():
+        conf = float(upper[k] + lower[k]) / 2
+        tried += 1
+        if borderline_pairs(pred, nc, conf) == 0:
+            break
+    else:
+        k = int(relative.argmax())
+        conf = float(upper[k] + lower[k]) / 2
+    flips = borderline_pairs(pred, nc, conf)
+    return conf, (f"conf {conf:.4g}: random weights put {above} box(es) above ultralytics' {PREDICT_CONF}, so the "
+                  f"threshold sits in a {float(relative[k]):.2g} relative gap between eager scores (top "
+                  f"{MIN_CANDIDATES + k}), where {flips} same-class pair(s) are within fp32 noise of an NMS flip")
+
+
+def _nms(pred: torch.Tensor, conf: float, nc: int, rotated: bool) -> list[torch.Tensor]:
+    from ultralytics.utils.nms import non_max_suppression
+
+    return non_max_suppression(pred, conf_thres=conf, iou_thres=IOU_NMS, nc=nc, max_det=300, rotated=rotated,
+                               max_time_img=1e6)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor, rotated: bool) -> torch.Tensor:
+    """Pairwise IoU of detections `a` (n, 6+) and `b` (m, 6+): xyxy boxes, or xywh + angle (last column) for OBB."""
+    if rotated:
+        from ultralytics.utils.metrics import batch_probiou
+
+        return batch_probiou(torch.cat([a[:, :4], a[:, -1:]], 1), torch.cat([b[:, :4], b[:, -1:]], 1))
+    from torchvision.ops import box_iou
+
+    return box_iou(a[:, :4].double(), b[:, :4].double())
+
+
+def compare_detections(eager: torch.Tensor, graph: torch.Tensor, rotated: bool = False) -> tuple[str | None, float]:
+    """(why they differ or None, the smallest matched IoU) for one image's detections (n, 6+) each."""
+    if len(eager) != len(graph):
+        return f"{len(eager)} eager detections vs {len(graph)} in the graph", 0.0
+    if len(eager) == 0:
+        return None, 1.0
+    ce, cg = eager[:, 5].long(), graph[:, 5].long()
+    if sorted(ce.tolist()) != sorted(cg.tolist()):
+        return "the classes differ", 0.0
+    iou = _iou(eager, graph, rotated)
+    iou[ce[:, None] != cg[None, :]] = -1.0
+    worst, taken = 1.0, torch.zeros(len(graph), dtype=torch.bool)
+    for i in eager[:, 4].argsort(descending=True).tolist():
+        row = iou[i].masked_fill(taken, -1.0)
+        j = int(row.argmax())
+        taken[j] = True
+        worst = min(worst, float(row[j]))
+        if row[j] < MIN_IOU:
+            box = ", ".join(f"{v:.1f}" for v in eager[i, :4].tolist())
+            return f"eager box [{box}] (class {int(ce[i])}) best matches IoU {float(row[j]):.4f} < {MIN_IOU}", worst
+    return None, worst
+
+
+def _run_graph(onnx_bytes: bytes, input_name: str, x: np.ndarray) -> torch.Tensor:
+    from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx_bytes) as runner:
+        return torch.from_numpy(np.asarray(next(iter(runner.infer({input_name: x.copy()}).values()))))
+
+
+def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, *, imgsz: tuple[int, int],
+                     stride: int, rotated: bool = False) -> TaskCheck:
+    """Detections of `eager_model` and of the graph on `IMAGES` (see the module docstring)."""
+    x = letterboxed_images(imgsz, stride)
+    with torch.no_grad():
+        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
+    got = _run_graph(onnx_bytes, input_name, x).float()
+    net: Any = eager_model
+    nc = int(getattr(net.model[-1], "nc", ref.shape[1] - 4))
+    conf, why = choose_conf(ref, nc)
+    dets_ref, dets_got = _nms(ref, conf, nc, rotated), _nms(got, conf, nc, rotated)
+    counts, worst, failure = [], 1.0, None
+    for name, a, b in zip(IMAGES, dets_ref, dets_got):
+        problem, iou = compare_detections(a, b, rotated)
+        counts.append(len(a))
+        worst = min(worst, iou)
+        if problem and failure is None:
+            failure = f"{name}: {problem}"
+    where = f"{' and '.join(IMAGES)} letterboxed to {imgsz[0]}x{imgsz[1]}"
+    details = {"images": list(IMAGES), "imgsz": list(imgsz), "conf": conf, "iou_nms": IOU_NMS, "min_iou": worst,
+               "detections": counts, "graph_detections": [len(d) for d in dets_got]}
+    if failure:
+        return TaskCheck("detections", False, f"detections differ on {failure} ({where}; {why})", details)
+    return TaskCheck("detections", True, f"same detections on {where}: {'+'.join(map(str, counts))} boxes, same "
+                     f"classes, min IoU {worst:.5f} ({why}; NMS IoU {IOU_NMS})", details)
+
+
+def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, *, imgsz: tuple[int, int],
+               stride: int) -> TaskCheck:
+    """Classifiers: the same top-1 class on `IMAGES` (letterboxed to `imgsz`) in eager and in the graph."""
+    x = letterboxed_images(imgsz, stride)
+    with torch.no_grad():
+        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
+    got = _run_graph(onnx_bytes, input_name, x).float()
+    top_ref, top_got = ref.argmax(1).tolist(), got.argmax(1).tolist()
+    details = {"images": list(IMAGES), "imgsz": list(imgsz), "top1": top_ref, "graph_top1": top_got}
+    passed = top_ref == top_got
+    verdict = "same top-1 class" if passed else "top-1 classes differ"
+    return TaskCheck("top1", passed, f"{verdict} on {' and '.join(IMAGES)}: eager {top_ref}, graph {top_got}", details)
+
+
+def task_checker(task: str, imgsz: Sequence[int], stride: int) -> TaskChecker | None:
+    """The check for an ultralytics `task` ("detect", "segment", "pose", "obb", "classify"), None for others."""
+    size = (int(imgsz[0]), int(imgsz[1]))
+    if task in ("detect", "segment", "pose", "obb"):
+        return functools.partial(check_detections, imgsz=size, stride=stride, rotated=task == "obb")
+    if task == "classify":
+        return functools.partial(check_top1, imgsz=size, stride=stride)
+    return None
+
+
+__all__ = ["borderline_pairs", "check_detections", "check_top1", "choose_conf", "compare_detections",
+           "letterboxed_images", "task_checker"]

@@ -1,0 +1,95 @@
+"""Which PyTorch module is running: a path stack kept by forward pre/post hooks on every module.
+
+`ModuleStack(model)` is a context manager: inside it, `stack.current` is the dotted path of
+the innermost module whose forward is running (``""`` for the root, as in
+`model.named_modules()`). Optional callbacks see each call:
+
+- `on_enter(path, module, args, kwargs)` before a module's forward (its path already pushed),
+- `on_leave(path, module, args, kwargs, output)` after it (its path still on the stack).
+
+The hooks are removed on exit, even on error; a module that raises leaves its path on the
+stack, so `current` names where the run failed. Modules called through `.forward(...)`
+directly, or scripted modules, are not seen (hooks only fire through `__call__`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from torch import nn
+
+Enter = Callable[[str, nn.Module, tuple[Any, ...], dict[str, Any]], None]
+Leave = Callable[[str, nn.Module, tuple[Any, ...], dict[str, Any], Any], None]
+
+
+class ModuleStack:
+    """The module path stack of one model run (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, on_enter: Enter | None = None, on_leave: Leave | None = None) -> None:
+        self.model = model
+        self.on_enter, self.on_leave = on_enter, on_leave
+        self.stack: list[str] = [""]
+        self.modules: dict[str, nn.Module] = dict(model.named_modules())
+        self._handles: list[Any] = []
+
+    @property
+    def current(self) -> str:
+        return self.stack[-1]
+
+    def where(self) -> str:
+        """The running module as "`model.12` (Concat)" (`<root>` for the model itself): where a run failed."""
+        path = self.current
+        return f"`{path or '<root>'}` ({type(self.modules[path]).__name__})"
+
+    @property
+    def parent(self) -> str:
+        """The path below the current one (the caller of the running module)."""
+        return self.stack[-2] if len(self.stack) > 1 else ""
+
+    def _enter(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            self.stack.append(path)
+            if self.on_enter is not None:
+                self.on_enter(path, module, args, kwargs)
+        return hook
+
+    def _leave(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+            try:
+                if self.on_leave is not None:
+                    self.on_leave(path, module, args, kwargs, output)
+            finally:
+                if len(self.stack) > 1:
+                    self.stack.pop()
+        return hook
+
+    def __enter__(self) -> ModuleStack:
+        for path, module in self.modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._enter(path), with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._leave(path), with_kwargs=True))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def class_site(cls: type) -> tuple[str, int]:
+    """(source file, line of the ``class`` statement) of `cls`; ("", 0) when the source is not available."""
+    try:
+        return inspect.getsourcefile(cls) or "", inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return "", 0
+
+
+def forward_site(cls: type) -> tuple[str, int]:
+    """(source file, line of the ``def forward``) of `cls` (the one it inherits if it defines none)."""
+    forward = getattr(cls, "forward", None)
+    try:
+        return inspect.getsourcefile(forward) or "", inspect.getsourcelines(forward)[1]  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return "", 0

@@ -1,0 +1,132 @@
+"""Parity runs: eager PyTorch on fresh inputs once per shape (`Probe`), then each backend against them.
+
+    eager = EagerRuns(model, plan.make, seed=0)
+    probes = [eager.probe(s) for s in shapes]                # eager runs here, once per shape
+    report = compare_probes(probes, run_backend, names, tol, "onnxruntime-cpu")
+
+Inputs are derived from the seed and the shape, so a shape probed while learning the
+model's shape rule is not run again for the sweep. Each side gets its own copy of every
+input: a model that writes into its input (`x[:, i] = ...`) cannot change what the
+backend is fed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attndeploy.defaults import Tolerance
+from attndeploy.errors import first_line
+from attndeploy.modulepath import ModuleStack
+from attndeploy.parity.compare import OutputParity, ParityReport, compare, record_backend_error
+from attndeploy.parity.inputs import random_input
+from attndeploy.parity.outputs import flatten_outputs, to_numpy
+from attndeploy.shapes import Shape, format_shape
+
+Backend = Callable[[np.ndarray], Sequence[np.ndarray]]
+MakeInput = Callable[[Shape, int], torch.Tensor]
+
+
+@dataclass
+class Probe:
+    """One parity input (N, C, H, W) float32 and the eager outputs on it, by flattened name."""
+
+    shape: Shape
+    x: np.ndarray
+    refs: dict[str, np.ndarray]
+
+
+class EagerFailed(RuntimeError):
+    """The eager model raised at a shape; the message says where (`` `model.12` (Concat): ...``)."""
+
+
+@torch.no_grad()
+def eager_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """`model(copy of x)`'s tensor outputs as float32 numpy arrays, flattened and named."""
+    return to_numpy(flatten_outputs(model(x.clone())))
+
+
+def shape_seed(seed: int, shape: Shape) -> int:
+    """The input seed for `shape`: the same shape always gets the same input."""
+    return seed + zlib.crc32(format_shape(shape).encode()) % 1_000_003
+
+
+class EagerRuns:
+    """The eager truth at any shape, run once per shape (cached) on inputs from `make_input`."""
+
+    def __init__(self, model: torch.nn.Module, make_input: MakeInput = random_input, seed: int = 0) -> None:
+        self.model, self.make_input, self.seed = model, make_input, seed
+        self._done: dict[Shape, Probe] = {}
+
+    def probe(self, shape: Shape) -> Probe:
+        """The probe at `shape`; `EagerFailed` (naming the module) when the model raises there."""
+        shape = tuple(shape)
+        if shape not in self._done:
+            x = self.make_input(shape, shape_seed(self.seed, shape))
+            kept = x.numpy().copy()
+            with ModuleStack(self.model) as stack:
+                try:
+                    refs = eager_outputs(self.model, x)
+                except Exception as err:  # the model's own error, with where it happened
+                    where = stack.where()
+                    raise EagerFailed(f"{format_shape(shape)} fails in eager" + (f" at {where}" if where else "")
+                                      + f": {first_line(err, 200)}") from err
+            self._done[shape] = Probe(shape, kept, refs)
+        return self._done[shape]
+
+    def smallest(self) -> Probe:
+        """The probe with the fewest input elements run so far."""
+        return min(self._done.values(), key=lambda p: p.x.size)
+
+    def run(self, shape: Shape) -> None:
+        """`probe` for its side effect (shape-rule discovery)."""
+        self.probe(shape)
+
+
+def make_probes(model: torch.nn.Module, shapes: Sequence[Shape], seed: int = 0,
+                make_input: MakeInput = random_input) -> list[Probe]:
+    """Eager `model` on a fresh input per shape."""
+    runs = EagerRuns(model, make_input, seed)
+    return [runs.probe(s) for s in shapes]
+
+
+def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequence[str],
+                   tol: Tolerance | Mapping[str, Tolerance] | None, backend: str,
+                   channel_atol: Callable[[Probe], Mapping[str, np.ndarray]] | None = None) -> ParityReport:
+    """`run_backend(copy of x)` against each probe's eager outputs, output by output in order.
+
+    `names` are the backend's output names (the report's labels); `tol` one tolerance, one
+    per name, or None; `channel_atol(probe)` per output (in order) an atol per channel (axis
+    1) at that probe, a second rule (noise-scaled tolerances): an element fails past either. A backend that
+    raises, or returns the wrong number of outputs, fails that shape with its error kept.
+    """
+    tols: dict[str, Tolerance | None] = dict(tol) if isinstance(tol, Mapping) else {n: tol for n in names}
+    default = next(iter(tols.values()), None)
+    accs = [OutputParity(n, tols.get(n, default)) for n in names]
+    for probe in probes:
+        per_channel = list(channel_atol(probe).values()) if channel_atol is not None else []
+        refs = list(probe.refs.values())
+        try:
+            gots = list(run_backend(probe.x.copy()))
+        except Exception as err:  # a graph with baked sizes often fails at run time at other shapes
+            for acc in accs:
+                record_backend_error(acc, probe.shape, first_line(err))
+            continue
+        if len(gots) != len(refs) or len(refs) != len(accs):
+            for acc in accs:
+                record_backend_error(acc, probe.shape, f"{len(gots)} outputs, expected {len(refs)}")
+            continue
+        for i, (acc, ref, got) in enumerate(zip(accs, refs, gots)):
+            atol = per_channel[i] if i < len(per_channel) else None
+            compare(ref, np.asarray(got), acc.tolerance, probe.shape, acc, atol)
+    return ParityReport(backend, default, [format_shape(p.shape) for p in probes], accs)
+
+
+def check_parity(model: torch.nn.Module, run_backend: Backend, output_names: Sequence[str], shapes: Sequence[Shape],
+                 tol: Tolerance, backend: str, seed: int = 0) -> ParityReport:
+    """Eager `model` vs `run_backend` on fresh random inputs at every shape in `shapes` (one-off checks)."""
+    return compare_probes(make_probes(model, shapes, seed), run_backend, output_names, tol, backend)

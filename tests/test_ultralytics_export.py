@@ -1,0 +1,185 @@
+"""YOLO detectors with attention blocks, end to end: Python API on the raw model, CLI on a YAML or a factory.
+
+Every export is checked at 640x640, 480x640, 320x320 and batch 2 (image-like inputs) and
+at the detection level (bus.jpg, zidane.jpg after NMS); the graph keeps ultralytics' names,
+dynamic axes and metadata, so `YOLO("<out>.onnx")` predicts with the model's class names.
+Opset 17 (TorchScript) through the API for every model, and opset 18 (dynamo) through the
+CLI for a factory (`yolov8n-cbam`) and a YAML (`yolo11n`), run by default; every other
+combination is marked slow.
+
+Tolerances: explicit, 8x the fp32 noise measured for each model (max |eager fp32 - eager
+fp64| over the four parity shapes, two image-like inputs each, 2-core CPU), until the
+pipeline's own noise-scaled default (issue 11) passes these models; the measurement is in
+`FP32_NOISE` and the report to the lead.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+from torch import nn
+
+from tests.detector_models import KINDS, yolo_env  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.detector
+SHAPES = [(1, 3, 640, 640), (1, 3, 480, 640), (1, 3, 320, 320), (2, 3, 320, 320)]
+SHAPES_ARG = ",".join("x".join(map(str, s)) for s in SHAPES)
+EXAMPLE = 320
+BUILT_IN = ("yolov8n", "yolo11n", "yolo12n")   # YAMLs ultralytics ships: the CLI takes their names
+CLI_DEFAULT = ("yolov8n-cbam", "yolo11n")
+# max |eager fp32 - eager fp64| (ACmix's reference cannot run in float64: 1 vs 2 threads instead); the graphs
+# measured against eager fp32 at the same inputs: 2.2e-3, 1.8e-3, 2.1e-3, 2.7e-3, 4.2e-3, 2.9e-2, 5.7e-2
+FP32_NOISE = {"yolov8n": 1.4e-3, "yolov8n-cbam": 1.5e-3, "yolov8n-coordatt": 1.6e-3, "yolov8n-acmix": 1.9e-3,
+              "yolov8n-dcn": 6.3e-3, "yolo11n": 2.2e-2, "yolo12n": 1.03e-1}
+NOISE_MULTIPLE = 8
+
+
+def tolerance(kind: str) -> dict[str, float]:
+    return {"atol": NOISE_MULTIPLE * FP32_NOISE[kind], "rtol": 0.0}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("detectors")
+
+
+@pytest.fixture(scope="module")
+def models(yolo_env: Path, folder: Path) -> Callable[[str], nn.Module]:  # noqa: F811
+    from tests.detector_models import build
+
+    cache: dict[str, nn.Module] = {}
+
+    def get(kind: str) -> nn.Module:
+        if kind not in cache:
+            cache[kind] = build(kind, folder)
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def exported(models: Callable[[str], nn.Module], folder: Path) -> Callable[[str, int], Any]:
+    import attndeploy
+
+    cache: dict[tuple[str, int], Any] = {}
+
+    def get(kind: str, opset: int) -> Any:
+        if (kind, opset) not in cache:
+            out = folder / f"api{opset}" / f"{kind}.onnx"
+            cache[kind, opset] = attndeploy.export(models(kind), None, out, opset=opset, imgsz=EXAMPLE,
+                                                   parity_shapes=SHAPES, **tolerance(kind))
+        return cache[kind, opset]
+
+    return get
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[Any]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def assert_detector_graph(path: Path, opset: int, names: dict[int, str]) -> None:
+    """ultralytics' interface: `images` (N, 3, H, W) -> `output0` (N, 84, A), dynamic but for 84; its metadata."""
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "images" and out.name == "output0"
+    n, c, h, w = _dims(inp)
+    assert c == 3 and all(isinstance(d, str) for d in (n, h, w))
+    batch, channels, anchors = _dims(out)
+    assert channels == 84 and isinstance(batch, str) and isinstance(anchors, str)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert ast.literal_eval(meta["names"]) == names and meta["stride"] == "32" and meta["task"] == "detect"
+
+
+def assert_passed(report: dict[str, Any]) -> None:
+    assert report["passed"], report["parity"]
+    assert report["parity"]["shapes"] == [SHAPES_ARG.split(",")[i] for i in range(len(SHAPES))]
+    task = report["tasks"]["fp32"]
+    assert task["passed"] and task["name"] == "detections", task["message"]
+
+
+def _api(kind: str, opset: int, exported: Callable[[str, int], Any], models: Callable[[str], nn.Module]) -> None:
+    res = exported(kind, opset)
+    assert_passed(res.to_dict())
+    assert res.onnx_path.name == f"{kind}.onnx"
+    assert_detector_graph(res.onnx_path, opset, models(kind).names)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_api_export_opset17(kind: str, exported, models) -> None:
+    _api(kind, 17, exported, models)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_api_export_opset18(kind: str, exported, models) -> None:
+    _api(kind, 18, exported, models)
+
+
+def _cli(kind: str, opset: int, out: Path, cli, capsys) -> dict[str, Any]:
+    source = [f"{kind}.yaml"] if kind in BUILT_IN else ["tests.detector_models:yolo", "--kwargs",
+                                                       json.dumps({"kind": kind, "folder": str(out)})]
+    tol = tolerance(kind)
+    args = [*source, "--opset", str(opset), "--imgsz", str(EXAMPLE), "--parity-shapes", SHAPES_ARG,
+            "--atol", str(tol["atol"]), "--rtol", "0", "--out", str(out), "--json"]
+    out.mkdir(parents=True, exist_ok=True)
+    code = cli(["export", *args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    return json.loads(captured.out)
+
+
+def _maybe_slow(kinds: tuple[str, ...]) -> list[Any]:
+    return [k if k in CLI_DEFAULT else pytest.param(k, marks=pytest.mark.slow) for k in kinds]
+
+
+@pytest.mark.parametrize("kind", _maybe_slow(KINDS))
+def test_cli_export_opset18(kind: str, tmp_path: Path, yolo_env: Path, cli, capsys) -> None:  # noqa: F811
+    report = _cli(kind, 18, tmp_path, cli, capsys)
+    assert_passed(report)
+    assert report["opset"] == 18 and Path(report["onnx"]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_cli_export_opset17(kind: str, tmp_path: Path, yolo_env: Path, cli, capsys) -> None:  # noqa: F811
+    report = _cli(kind, 17, tmp_path, cli, capsys)
+    assert_passed(report)
+    assert report["opset"] == 17 and Path(report["onnx"]).is_file()
+
+
+def test_cli_yaml_with_custom_modules_is_named_after_it(tmp_path: Path, yolo_env: Path,  # noqa: F811
+                                                        cli, capsys) -> None:
+    from tests.detector_models import custom_modules_file, model_yaml
+
+    yaml_path = model_yaml("yolov8n-coordatt", tmp_path)
+    args = ["export", yaml_path, "--custom-modules", str(custom_modules_file(tmp_path)), "--imgsz", str(EXAMPLE),
+            "--parity-shapes", SHAPES_ARG, "--atol", str(tolerance("yolov8n-coordatt")["atol"]), "--rtol", "0",
+            "--json"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        code = cli(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]  # needs prepare to pass custom_modules to resolve_source
+    report = json.loads(captured.out)
+    assert_passed(report)
+    assert report["name"] == "yolov8n-coordatt"
+    assert Path(report["onnx"]) == Path("models/yolov8n-coordatt/yolov8n-coordatt.onnx")
+    assert (tmp_path / report["onnx"]).is_file()
+
+
+def test_predict_reads_the_class_names(exported, models) -> None:
+    from ultralytics import YOLO
+    from ultralytics.utils import ASSETS
+
+    res = exported("yolov8n-cbam", 17)
+    results = YOLO(str(res.onnx_path), task="detect").predict(str(ASSETS / "bus.jpg"), imgsz=EXAMPLE, conf=0.001,
+                                                               verbose=False)
+    assert results[0].names == models("yolov8n-cbam").names and results[0].names[0] == "thing0"
+    assert results[0].boxes is not None and results[0].orig_shape == (1080, 810)
