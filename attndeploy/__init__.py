@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from attndeploy.errors import CheckFailed, UsageError
     from attndeploy.pipeline import export
     from attndeploy.pipeline.result import ExportResult
-    from attndeploy.registry import ModuleSpec, Tolerance, create, get_spec, list_modules
+    from attndeploy.registry import (
+        ModuleSpec,
+        Tolerance,
+        create,
+        get_spec,
+        list_modules,
+    )
     from attndeploy.settings import EngineSettings, ExportSettings
     from attndeploy.weights import randomize_
 

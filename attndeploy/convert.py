@@ -27,6 +27,9 @@ def _twin_of(module: nn.Module, deploy_cls: type[nn.Module]) -> nn.Module:
     twin = deploy_cls(**init_kwargs(module))
     twin.load_state_dict(module.state_dict(), strict=True)
     twin.train(module.training)
+    for key, value in vars(module).items():  # what a host framework set on the layer (ultralytics' f, i, type)
+        if not key.startswith("_") and key not in vars(twin):
+            setattr(twin, key, value)
     param = next(module.parameters(), None)
     return twin if param is None else twin.to(device=param.device, dtype=param.dtype)
 

@@ -32,7 +32,11 @@ class ModuleStack:
         self.model = model
         self.on_enter, self.on_leave = on_enter, on_leave
         self.stack: list[str] = [""]
-        self.modules: dict[str, nn.Module] = dict(model.named_modules())
+        # every path, shared modules included (ultralytics gives every Conv the same SiLU as `.act`)
+        self.modules: dict[str, nn.Module] = dict(model.named_modules(remove_duplicate=False))
+        self._paths: dict[int, list[str]] = {}
+        for path, module in self.modules.items():
+            self._paths.setdefault(id(module), []).append(path)
         self._handles: list[Any] = []
 
     @property
@@ -49,27 +53,33 @@ class ModuleStack:
         """The path below the current one (the caller of the running module)."""
         return self.stack[-2] if len(self.stack) > 1 else ""
 
-    def _enter(self, path: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            self.stack.append(path)
-            if self.on_enter is not None:
-                self.on_enter(path, module, args, kwargs)
-        return hook
+    def path_of(self, module: nn.Module) -> str:
+        """`module`'s path in this call: for a module held under several paths, the one under the running module."""
+        paths = self._paths[id(module)]
+        if len(paths) == 1:
+            return paths[0]
+        caller = self.current
+        below = [p for p in paths if caller == "" or p.startswith(caller + ".")]
+        return min(below, key=lambda p: p.count("."), default=paths[0])
 
-    def _leave(self, path: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-            try:
-                if self.on_leave is not None:
-                    self.on_leave(path, module, args, kwargs, output)
-            finally:
-                if len(self.stack) > 1:
-                    self.stack.pop()
-        return hook
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        path = self.path_of(module)
+        self.stack.append(path)
+        if self.on_enter is not None:
+            self.on_enter(path, module, args, kwargs)
+
+    def _leave(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        try:
+            if self.on_leave is not None:
+                self.on_leave(self.current, module, args, kwargs, output)
+        finally:
+            if len(self.stack) > 1:
+                self.stack.pop()
 
     def __enter__(self) -> ModuleStack:
-        for path, module in self.modules.items():
-            self._handles.append(module.register_forward_pre_hook(self._enter(path), with_kwargs=True))
-            self._handles.append(module.register_forward_hook(self._leave(path), with_kwargs=True))
+        for module in self.model.modules():  # once per module object
+            self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._leave, with_kwargs=True))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:

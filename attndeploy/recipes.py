@@ -36,11 +36,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from attndeploy.quiet import quiet
 from attndeploy.errors import CheckFailed, UsageError, first_line, require, unknown_name
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.state import Log
+from attndeploy.quiet import quiet
 from attndeploy.registry import get_spec, list_modules
 from attndeploy.settings import ExportSettings
 from attndeploy.shapes import Shape, parse_shape
@@ -155,8 +155,8 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
         zoo = data["zoo"]
         require("modules" in zoo, "recipe key [zoo].modules is required", '"all" or a list of names', "no modules key")
         root, options = _folder(zoo, "zoo", Path("models")), _options(zoo, "zoo")
-        jobs = tuple(_settings(f"[zoo] {m}", source=m, out_path=root / m / f"{m}.onnx", name=m,
-                               report_path=root / m / "report.json", **options) for m in _modules(zoo["modules"]))
+        jobs = tuple(_settings(f"[zoo] {m}", source=m, out_path=root / m / f"{m}.onnx", name=m, report=True,
+                               **options) for m in _modules(zoo["modules"]))
         return Recipe(path, "zoo", jobs)
     model, export = data["model"], data.get("export", {})
     require("source" in model, "recipe key [model].source is required",
@@ -171,7 +171,7 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
             "no [export].input")
     folder = _folder(export, "export", Path("models") / name)
     job = _settings("[model]", source=model["source"], kwargs=model.get("kwargs", {}), weights=model.get("weights"),
-                    name=name, out_path=folder / f"{name}.onnx", report_path=folder / "report.json",
+                    name=name, out_path=folder / f"{name}.onnx", report=True,
                     **_options(export, "export"))
     return Recipe(path, "model", (job,))
 

@@ -21,9 +21,14 @@ import torch
 import attndeploy
 from attndeploy.argparsing import UsageErrorParser
 from attndeploy.copying import private_copy
-from attndeploy.errors import CheckFailed, UsageError, first_line, require
-from attndeploy.fileio import check_output_file, ensure_writable_dir, remove_created_dirs, write_json_atomic
 from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL
+from attndeploy.errors import CheckFailed, UsageError, first_line, require
+from attndeploy.fileio import (
+    check_output_file,
+    ensure_writable_dir,
+    remove_created_dirs,
+    write_json_atomic,
+)
 from attndeploy.parity.check import Probe, compare_probes, make_probes
 from attndeploy.parity.compare import ParityReport
 from attndeploy.pipeline import run_pipeline

@@ -62,7 +62,7 @@ class ExportSettings:
     # what: a module, or a registry name, pkg.module:factory, path/to/file.py[:factory]
     source: nn.Module | str
     example: torch.Tensor | Shape | None = None   # an input tensor or its shape (N, C, H, W)
-    out_path: Path | None = None                  # the ONNX file; default models/<name>/<name>.onnx
+    out_path: Path | None = None                  # the ONNX file; default <out_dir>/<name>.onnx
     name: str | None = None                       # names the result (default: registry name or class name)
     kwargs: Mapping[str, Any] = field(default_factory=dict)   # registry / factory arguments
     weights: Path | None = None                   # a state_dict checkpoint (torch.load weights_only)
@@ -94,7 +94,8 @@ class ExportSettings:
     calibration_method: str = "minmax"
     # TensorRT engine, and where the report goes
     engine: EngineSettings | None = None
-    report_path: Path | None = None
+    out_dir: Path | None = None                   # the folder when out_path is not given; default models/<name>
+    report: bool = False                          # write report.json beside the model
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -129,7 +130,8 @@ class ExportSettings:
         check.calibration(self.calibration, self.precision)
         if self.engine is not None and not isinstance(self.engine, EngineSettings):
             raise check.wrong_type("engine", "EngineSettings or None", self.engine)
-        set_(self, "report_path", check.out_path(self.report_path, "report_path"))
+        set_(self, "out_dir", check.out_dir(self.out_dir))
+        check.flag(self.report, "report")
 
     @classmethod
     def create(cls, source: nn.Module | str, example: Any = None, out_path: Any = None,
@@ -155,4 +157,11 @@ class ExportSettings:
         return type(self.source).__name__.lower()
 
     def resolved_out_path(self, name: str) -> Path:
-        return self.out_path if self.out_path is not None else Path("models") / name / f"{name}.onnx"
+        """Where the model goes once its name is known: `out_path`, else `<out_dir or models/name>/<name>.onnx`."""
+        if self.out_path is not None:
+            return self.out_path
+        return (self.out_dir if self.out_dir is not None else Path("models") / name) / f"{name}.onnx"
+
+    def report_path(self, name: str) -> Path | None:
+        """`report.json` beside the model, when `report` asks for it."""
+        return self.resolved_out_path(name).parent / "report.json" if self.report else None

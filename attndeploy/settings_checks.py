@@ -162,6 +162,17 @@ def out_path(value: Any, option: str = "out_path") -> Path | None:
     return result
 
 
+def out_dir(value: Any) -> Path | None:
+    """A folder that can be made and written (checked before any work, creating nothing)."""
+    if value is None:
+        return None
+    result = path(value, "out_dir")
+    require(not result.exists() or result.is_dir(), "the output folder must be a directory", "a folder path",
+            f"{result} (a file)")
+    check_output_file(result / ".attndeploy-probe")
+    return result
+
+
 def name(value: Any) -> str | None:
     if value is None:
         return None

@@ -167,7 +167,10 @@ def yolo(kind: str = "yolov8n-cbam", folder: str | None = None, seed: int = 0) -
 
     from ultralytics import YOLO
 
-    from attndeploy.adapters.ultralytics_sources import random_weights_, visible_to_yaml_parser
+    from attndeploy.adapters.ultralytics_sources import (
+        random_weights_,
+        visible_to_yaml_parser,
+    )
 
     where = Path(folder or tempfile.mkdtemp(prefix="yolo-yaml-", dir=os.environ.get("YOLO_CONFIG_DIR")))
     with visible_to_yaml_parser(blocks()):

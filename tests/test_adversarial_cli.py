@@ -16,10 +16,6 @@ from pathlib import Path
 
 import pytest
 
-def needs_lead(reason: str) -> pytest.MarkDecorator:
-    """A case waiting on the export pipeline's part of issue 9 (strict: it fails loudly once that lands)."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
 
 def strict_json(text: str) -> object:
     """`json.loads` that refuses NaN/Infinity (not JSON) and anything after the one value."""
@@ -161,26 +157,24 @@ def test_exit_2_with_json_is_one_error_object(tmp_path, args, rule):
 
 # 3. strict JSON ---------------------------------------------------------------------------
 
-@needs_lead("needs the pipeline's NaN parity (issue 9 §1): the NaN is reported as a non-deterministic model")
 def test_nan_model_is_a_finding_in_standard_json(tmp_path):
     """A model computing NaN: never a pass, said as such, and no NaN/Infinity tokens in --json or report.json."""
     source = model_file(tmp_path, forward="x = x * float('nan')")
     run = run_cli(tmp_path, "export", source, "--input", "1x3x8x8", "--out", "D", "--json")
     out = run.json()
     assert run.code == 1, run.stderr
-    assert out.get("passed", out.get("parity", {}).get("passed")) is False
-    assert "nan" in json.dumps(out).lower() or "non-finite" in json.dumps(out), out
-    if (tmp_path / "D" / "report.json").exists():
-        strict_json((tmp_path / "D" / "report.json").read_text())
+    assert out["passed"] is False and out["parity"]["passed"] is False
+    assert "the model computes NaN/Inf in eager at 1x3x8x8" in run.stderr.splitlines()[-1]
+    report = strict_json((tmp_path / "D" / "report.json").read_text())
+    assert report["parity"]["outputs"][0]["nonfinite_reference"] > 0
+    assert sorted(p.name for p in (tmp_path / "D").iterdir()) == ["build.rejected.onnx", "report.json"]
 
 
 # 4. sizes checked before allocating ------------------------------------------------------
 
 @pytest.mark.parametrize("args,words", [
     (["export", "se", "--input", "1x64x100000x100000"], ["memory", "2.3 TiB"]),
-    pytest.param(["export", "se", "--kwargs", '{"channels": 1048576, "reduction": 16}'], ["weights of se", "memory"],
-                 marks=needs_lead("needs attndeploy.sources.resolve_source to call limits.check_module_bytes "
-                                  "before create()")),
+    (["export", "se", "--kwargs", '{"channels": 1048576, "reduction": 16}'], ["weights of se", "memory"]),
     (["lint", "se", "--kwargs", '{"channels": 1048576, "reduction": 16}'], ["weights of se", "memory"]),
     (["lint", "se", "--input", "1x64x100000x100000"], ["memory"]),
     (["run", "m.onnx", "--shape", "1x999999999999"], ["memory", "3.6 TiB"]),

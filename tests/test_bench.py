@@ -15,10 +15,10 @@ import attndeploy
 from attndeploy.bench import plan_bench, run_bench
 from attndeploy.bench.floor import copy_bandwidth, floor_bytes
 from attndeploy.bench.memory import RssProbe, rss_probe_unavailable, torch_alloc_peak
-from attndeploy.quiet import quiet
 from attndeploy.bench.report import format_markdown, format_table, summary_rows
 from attndeploy.bench.timing import percentile, summarize, time_interleaved
 from attndeploy.errors import UsageError
+from attndeploy.quiet import quiet
 
 CPU_BACKENDS = ["eager-reference", "eager-deploy", "onnxruntime", "onnxruntime-reference"]
 TINY = {"warmup": 1, "iters": 3, "max_seconds": 5.0, "threads": 1, "copy_mib": 4}

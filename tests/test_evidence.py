@@ -174,7 +174,7 @@ def test_user_data_with_other_channels_is_bad_input(tmp_path):
 
 def test_report_json_holds_the_evidence(tmp_path):
     res = attndeploy.export(fresh(EvenOnly()), (1, 4, 16, 16), tmp_path / "e.onnx", opset=17,
-                            report_path=tmp_path / "report.json")
+                            report=True)
     report = json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert report["evidence"]["shape_rule"] == res.evidence["shape_rule"]
     assert report["parity"]["noise"]["method"] == "float64"

@@ -21,7 +21,12 @@ from torch import nn
 
 import attndeploy
 from attndeploy.defaults import ONNX_TOL
-from attndeploy.localise import Localisation, blame_export_error, localise_divergence, unsupported_op
+from attndeploy.localise import (
+    Localisation,
+    blame_export_error,
+    localise_divergence,
+    unsupported_op,
+)
 from attndeploy.localise.graph import index_graph
 from tests.test_torch_lint_hazards import FreqAttnBlog, line_of
 

@@ -1,9 +1,10 @@
 """A YOLOv8n + CBAM at INT8, calibrated on image-like data: the int8 budget, the sensitivity report, the detections.
 
 Built from YAML offline (`tests.detector_models`: random weights that make the outputs
-depend on the input). The fp32 parity runs at the architecture's eager-vs-onnxruntime
-tolerance (atol 1e-4, rtol 1e-3) given explicitly: the precision stage only starts from a
-verified fp32 graph, and the noise-scaled default belongs to the evidence work.
+depend on the input). The precision stage starts from the fp32 graph verified at the
+pipeline's default (noise-scaled) tolerance; the detection check on the int8 graph uses the
+reduced-precision rule (class-matched boxes at IoU >= 0.5, >= 90% of each side's boxes found in the
+other's at the threshold moved by int8's 15% score slack).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import onnx
 import pytest
 
 import attndeploy
-from attndeploy.defaults import INT8_MIN_COSINE, ONNX_TOL
+from attndeploy.defaults import INT8_MIN_COSINE
 from attndeploy.lint import lint_onnx
 from tests.detector_models import build, yolo_env  # noqa: F401  (fixture)
 from tests.test_precision import zero_points
@@ -27,8 +28,8 @@ CALIBRATION = 8
 def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     model = build("yolov8n-cbam", Path(tmp_path))
     images = np.random.default_rng(21).random((CALIBRATION, 3, 640, 640), dtype=np.float32)
-    res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images,
-                            atol=ONNX_TOL.atol, rtol=ONNX_TOL.rtol)
+    res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
+    assert res.parities["fp32/onnxruntime-cpu"].passed
     report = res.parities["int8/onnxruntime-cpu"]
     assert report.passed and report.min_cosine >= INT8_MIN_COSINE, report.failure_message()
     search = report.to_dict()["int8_search"]
@@ -41,6 +42,6 @@ def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     assert all(np.all(z == 0) for z in zero_points(graph))
     assert not [f for f in lint_onnx(graph, "10") if f.severity == "error"]
     detections = res.tasks["int8"]
-    if not detections.passed:
-        pytest.xfail(f"the detection check compares int8 detections at fp32 exactness (same count, IoU >= 0.99; "
-                     f"random weights leave a ~1e-5 score gap at the threshold): {detections.message}")
+    assert detections.passed and min(detections.details["recall"], detections.details["precision"]) >= 0.9, \
+        detections.message
+    assert res.passed and res.onnx_path.name == "y.int8.onnx"

@@ -26,7 +26,7 @@ def test_repository_zoo_recipe_is_the_whole_registry_at_defaults():
     job = recipe.jobs[0]
     assert (job.opset, job.dynamic, job.exporter) == (17, True, "auto")
     assert job.out_path == Path("models") / job.name / f"{job.name}.onnx"
-    assert job.report_path == Path("models") / job.name / "report.json"
+    assert job.report and job.report_path(job.name) == Path("models") / job.name / "report.json"
 
 
 def test_a_list_of_names_keeps_its_order_without_duplicates(tmp_path):
@@ -115,7 +115,7 @@ def test_unwritable_out_is_a_usage_error_before_any_export(tmp_path):
 @pytest.mark.slow
 def test_whole_zoo_exports_and_passes(tmp_path):
     recipe = load_recipe(ZOO_TOML)
-    jobs = tuple(j.replace(out_path=tmp_path / j.name / f"{j.name}.onnx", report_path=None) for j in recipe.jobs)
+    jobs = tuple(j.replace(out_path=tmp_path / j.name / f"{j.name}.onnx", report=False) for j in recipe.jobs)
     results = run_recipe(recipes.Recipe(None, "zoo", jobs), progress=False)
     assert [r.name for r in results] == attndeploy.list_modules() and all(r.passed for r in results)
 

@@ -6,8 +6,8 @@ import torch
 
 import attndeploy
 from attndeploy.cli.main import main
+from attndeploy.cli.run_backend import make_runner
 from attndeploy.errors import UsageError
-from attndeploy.runtimes.backends import make_runner
 from attndeploy.runtimes.base import Runner
 from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 from attndeploy.runtimes.torch_runner import TorchRunner

@@ -18,15 +18,21 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import attndeploy
-from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL, TRT_INT8_MIN_COSINE, Tolerance
+from attndeploy.defaults import (
+    TRT_FP16_MIN_COSINE,
+    TRT_FP16_TOL,
+    TRT_FP32_TOL,
+    TRT_INT8_MIN_COSINE,
+    Tolerance,
+)
 from attndeploy.errors import UsageError
 from attndeploy.parity import check_parity, make_probes
+from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.runtimes.feeds import InputProfile, IOSpec, validate_feeds
 from attndeploy.settings import EngineSettings
 from attndeploy.tensorrt._api import tensorrt_unavailable
 from attndeploy.tensorrt.builder import BuildOptions, build_engine
 from attndeploy.tensorrt.cache import sidecar_path
-from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.tensorrt.deploy import engine_for_export
 from attndeploy.tensorrt.network import EngineBuildFailed
 from attndeploy.tensorrt.profiles import derive_profile
@@ -154,7 +160,12 @@ def test_fp16_engine_matches_eager(gpu, tmp_path, name):
 
 def qdq_graph(onnx_path: Path, shape: tuple[int, ...]) -> Path:
     """`<stem>.int8.onnx`: TensorRT-flavour Q/DQ (symmetric int8, per-channel weights, float biases)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -18,8 +18,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from attndeploy.errors import UsageError
-from attndeploy.tensorrt.builder import run_plan
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
+from attndeploy.tensorrt.builder import run_plan
 from attndeploy.tensorrt.network import EngineBuildFailed
 from attndeploy.tensorrt.options import BuildOptions
 from attndeploy.tensorrt.plan import BuildPlan, plan_build

@@ -22,9 +22,14 @@ from onnx import TensorProto, helper, numpy_helper
 import attndeploy
 from attndeploy.errors import UsageError
 from attndeploy.parity import check_parity
-from attndeploy.registry import Tolerance
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
-from attndeploy.precision.plan import KEEP_FP32_OPS, fp32_plan, graph_fp32_plan, graph_precision
+from attndeploy.precision.plan import (
+    KEEP_FP32_OPS,
+    fp32_plan,
+    graph_fp32_plan,
+    graph_precision,
+)
+from attndeploy.registry import Tolerance
 from attndeploy.tensorrt.precision import apply_fp32_plan, layer_node_name
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16

@@ -41,8 +41,9 @@ def _settings(model: nn.Module, **options: object):
 
 
 def test_adapter_prepares_like_ultralytics_exporter(v8n: nn.Module) -> None:
-    from attndeploy.adapters import adapter_for
     from ultralytics.nn.modules.head import Detect
+
+    from attndeploy.adapters import adapter_for
 
     user = copy.deepcopy(v8n)
     prepared = adapter_for(user).prepare(user, _settings(user, imgsz=(SMALL, 2 * SMALL), batch=2))
@@ -201,7 +202,7 @@ def test_pin_static_output_dims_fixes_the_class_axis() -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from attndeploy.adapters.ultralytics_graph import pin_static_output_dims
+    from attndeploy.exporting.output_dims import pin_static_output_dims
 
     out = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", "Concatoutput0_dim_1", "anchors"])
     inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "h", "w"])

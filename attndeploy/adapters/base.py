@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from torch import nn
 
 from attndeploy.defaults import INPUT_NAME
+from attndeploy.lint.findings import TorchFinding
 from attndeploy.settings import ExportSettings
 from attndeploy.shapes import Shape
 
@@ -34,8 +35,8 @@ class TaskCheck:
         return {"name": self.name, "passed": self.passed, "message": self.message, **self.details}
 
 
-# (eager model, graph bytes onnxruntime can run, the graph's input name) -> TaskCheck
-TaskChecker = Callable[[nn.Module, bytes, str], TaskCheck]
+# (eager model, graph bytes onnxruntime can run, the graph's input name, the graph's precision) -> TaskCheck
+TaskChecker = Callable[[nn.Module, bytes, str, str], TaskCheck]
 
 
 @dataclass
@@ -47,7 +48,8 @@ class Prepared:
     `hw_multiple`: H and W must be multiples of it (a detector's largest stride), 1 if unknown;
     `example`: the default example shape when the settings give none;
     `metadata`: written into the ONNX file's `metadata_props` (strings);
-    `task_check`: a task-level check run on every graph after the tensor parity (None: none).
+    `task_check`: a task-level check run on every graph after the tensor parity (None: none);
+    `engine_shapes`: (min, opt, max) of a TensorRT profile as the family derives them from the example.
     """
 
     model: nn.Module
@@ -62,6 +64,7 @@ class Prepared:
     name: str | None = None
     task: str | None = None
     task_check: TaskChecker | None = None
+    engine_shapes: tuple[Shape, Shape, Shape] | None = None
 
 
 class Adapter(Protocol):
@@ -75,6 +78,10 @@ class Adapter(Protocol):
     def prepare(self, model: nn.Module, settings: ExportSettings) -> Prepared:
         """Prepare the private copy `model` for export (eval, fuse, heads in export mode ...)."""
 
+    def refine_findings(self, model: nn.Module, findings: list[TorchFinding]) -> list[TorchFinding]:
+        """The lint's findings about this family's layers anywhere in `model` (a user may wrap them), in the
+        family's terms: a detector head's baked anchors are "keep anchors dynamic", not "make it a Parameter"."""
+
 
 class PlainAdapter:
     """Any other `nn.Module`: exported as it is (eval mode, deploy twins swapped in by the pipeline)."""
@@ -86,6 +93,9 @@ class PlainAdapter:
 
     def prepare(self, model: nn.Module, settings: ExportSettings) -> Prepared:
         return Prepared(model.eval())
+
+    def refine_findings(self, model: nn.Module, findings: list[TorchFinding]) -> list[TorchFinding]:
+        return findings
 
 
 def metadata_strings(values: Mapping[str, Any]) -> dict[str, str]:

@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from attndeploy.adapters.base import Prepared, metadata_strings
+from attndeploy.adapters.ultralytics_lint import refine_findings
 from attndeploy.errors import UsageError, require
+from attndeploy.lint.findings import TorchFinding
 from attndeploy.settings import ExportSettings
 from attndeploy.shapes import format_shape
 
@@ -177,7 +179,7 @@ def metadata_for(net: Any, names: dict[int, str], imgsz: tuple[int, int], batch:
     """What ultralytics' exporter writes into `metadata_props` (its loader reads these back), plus our version."""
     import ultralytics
 
-    from attndeploy import __version__
+    from attndeploy.version import __version__
 
     last = net.model[-1]
     stem = model_name(net) or type(net).__name__
@@ -205,6 +207,10 @@ class UltralyticsAdapter:
 
     def matches(self, model: nn.Module) -> bool:
         return is_ultralytics_model(model)
+
+    def refine_findings(self, model: nn.Module, findings: list[TorchFinding]) -> list[TorchFinding]:
+        """The lint's findings about ultralytics heads anywhere in `model`, in ultralytics' terms."""
+        return refine_findings(model, findings)
 
     def prepare(self, model: nn.Module, settings: ExportSettings) -> Prepared:
         net: Any
@@ -245,10 +251,11 @@ class UltralyticsAdapter:
             model=net, family=self.family, notes=notes, input_name=INPUT, output_names=output_names,
             output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
             example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings),
-            name=model_name(net), task=task, task_check=task_checker(task, imgsz, stride))
+            name=model_name(net), task=task, task_check=task_checker(task, imgsz, stride),
+            engine_shapes=engine_profile((batch, channels, *imgsz), stride))
 
 
-def engine_profile(example: tuple[int, ...], stride: int) -> tuple[tuple[int, ...], ...]:
+def engine_profile(example: tuple[int, ...], stride: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(min, opt, max) input shapes of a TensorRT profile as ultralytics' own engine export derives them.
 
     `example` (N, C, H, W) from `--batch` / `--imgsz`: min (1, C, stride, stride), opt the

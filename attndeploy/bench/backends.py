@@ -22,7 +22,10 @@ import numpy as np
 from attndeploy.bench.graphs import ModuleContext, NotApplicable
 from attndeploy.defaults import ORT_PROVIDERS
 from attndeploy.runtimes.base import Runner
-from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner, available_providers
+from attndeploy.runtimes.onnxruntime_runner import (
+    OnnxRuntimeRunner,
+    available_providers,
+)
 from attndeploy.runtimes.torch_runner import TorchRunner
 from attndeploy.tensorrt._api import tensorrt_unavailable
 from attndeploy.tensorrt.runner import TensorRTRunner

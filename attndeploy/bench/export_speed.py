@@ -69,7 +69,11 @@ def _wrapper(source: str, custom_modules: Path | None, seed: int) -> Any:
     """`YOLO(source)` built with the custom classes visible, random weights; stays a YOLO wrapper."""
     from ultralytics import YOLO
 
-    from attndeploy.adapters.ultralytics_sources import custom_modules_file, random_weights_, visible_to_yaml_parser
+    from attndeploy.adapters.ultralytics_sources import (
+        custom_modules_file,
+        random_weights_,
+        visible_to_yaml_parser,
+    )
 
     with custom_modules_file(custom_modules) as classes, visible_to_yaml_parser(classes):
         wrapper: Any = YOLO(source, verbose=False)
@@ -95,23 +99,26 @@ def _time_attndeploy(wrapper: Any, path: Path, imgsz: tuple[int, int], opset: in
 
 
 def compare_export_speed(source: str, folder: str | Path, *, imgsz: int | tuple[int, int] = 640, opset: int = 17,
-                         rounds: int = 2, custom_modules: str | Path | None = None,
-                         options: Mapping[str, Any] | None = None, log: Log | None = None) -> ExportSpeed:
+                         rounds: int = 2, options: Mapping[str, Any] | None = None,
+                         log: Log | None = None) -> ExportSpeed:
     """Time both exporters on the model YAML `source` (see the module docstring).
 
-    `options` go to `attndeploy.export` (`atol`, `parity_shapes` ...); its `seed` (0) also seeds the weights.
+    `options` go to `attndeploy.export` (`atol`, `parity_shapes` ...); their `seed` (0) also seeds the
+    weights, and their `custom_modules` (a .py file) is what the YAML's parser may name.
     """
+    options = dict(options or {})
+    custom_modules = options.pop("custom_modules", None)
     require(isinstance(rounds, int) and rounds >= 1, "rounds must be a positive int", ">= 1", rounds)
     size = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
     say = log or (lambda _msg: None)
     folder = Path(folder)
-    wrapper = _wrapper(source, Path(custom_modules) if custom_modules else None, int((options or {}).get("seed", 0)))
+    wrapper = _wrapper(source, Path(custom_modules) if custom_modules else None, int(options.get("seed", 0)))
     name = Path(source).stem
     report = ExportSpeed(name, size, opset)
     ours_path, theirs = folder / "attndeploy" / f"{name}.onnx", folder / "ultralytics"
     say("warm-up: one untimed export with each (imports, first calls)")
     _time_ultralytics(wrapper, theirs, name, size, opset)
-    _time_attndeploy(wrapper, ours_path, size, opset, options or {})
+    _time_attndeploy(wrapper, ours_path, size, opset, options)
     best = float("inf")
     for r in range(rounds):
         order = ("ultralytics", "attndeploy") if r % 2 == 0 else ("attndeploy", "ultralytics")
@@ -119,7 +126,7 @@ def compare_export_speed(source: str, folder: str | Path, *, imgsz: int | tuple[
             if which == "ultralytics":
                 report.ultralytics_s.append(_time_ultralytics(wrapper, theirs, name, size, opset))
             else:
-                seconds, res = _time_attndeploy(wrapper, ours_path, size, opset, options or {})
+                seconds, res = _time_attndeploy(wrapper, ours_path, size, opset, options)
                 report.attndeploy_s.append(seconds)
                 if seconds < best:
                     best, report.stages, report.passed = seconds, dict(res.seconds), bool(res.passed)
@@ -139,8 +146,9 @@ def add_export_arguments(p: Any) -> None:
 def run_export_bench(source: str, args: Any, log: Log, emit: Log) -> ExportSpeed:
     """What `attndeploy bench --export MODEL.yaml` runs: the comparison, its lines through `emit`."""
     report = compare_export_speed(source, args.export_out, imgsz=args.export_imgsz, opset=getattr(args, "opset", 17),
-                                  rounds=args.export_rounds, custom_modules=getattr(args, "custom_modules", None),
-                                  options={"seed": getattr(args, "seed", 0)}, log=log)
+                                  rounds=args.export_rounds, log=log,
+                                  options={"seed": getattr(args, "seed", 0),
+                                           "custom_modules": getattr(args, "custom_modules", None)})
     for line in report.lines():
         emit(line)
     return report

@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
+from attndeploy.bench.precision import export_variant
 from attndeploy.errors import CheckFailed, UsageError, first_line
 from attndeploy.pipeline import run_pipeline
 from attndeploy.quiet import quiet
 from attndeploy.settings import ExportSettings
-from attndeploy.spec import ModuleSpec
 from attndeploy.shapes import Shape, format_shape
+from attndeploy.spec import ModuleSpec
 
 REFERENCE_OPSET = 17
 
@@ -77,10 +78,22 @@ class ModuleContext:
         return res.onnx_path
 
     def reduced_onnx(self, variant: str) -> Path:
-        """The pipeline's fp16 / int8 graph of the module (`attndeploy.bench.precision.reduced_export`)."""
-        from attndeploy.bench.precision import reduced_export
-
-        return reduced_export(self, variant)
+        """The pipeline's `variant` graph of the module ("fp16", "int8", "int8-ort-cpu"; made once, see
+        `bench.precision.export_variant`); raises with the reason where it failed."""
+        found = self.reduced.get(variant)
+        if found is None:
+            try:
+                with quiet():
+                    res = export_variant(self.reference, self.example_shape, self.workdir / f"{self.name}.{variant}.onnx",
+                                         variant, self.seed, opset=self.opset, name=self.name)
+                found = (res.onnx_path if res.passed else
+                         RuntimeError(f"the {variant} graph failed its checks: {res.parity.failure_message()[:200]}"))
+            except Exception as err:  # reported in the backend's cell, the bench goes on
+                found = RuntimeError(f"{variant} export failed: {first_line(err)}")
+            self.reduced[variant] = found
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
     def reference_onnx(self, shape: Shape) -> Path:
         """The reference exported as-is at `shape`; `NotApplicable` with the reason where it cannot be."""

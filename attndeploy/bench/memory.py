@@ -23,6 +23,8 @@ import gc
 from collections.abc import Callable
 from pathlib import Path
 
+from attndeploy.quiet import quiet
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -83,7 +85,6 @@ def torch_alloc_peak(call: Callable[[], object], top: int = 5) -> tuple[int, lis
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from attndeploy.quiet import quiet
 
     with quiet(), torch.inference_mode():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

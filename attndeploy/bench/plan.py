@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, unavailable_reason
 from attndeploy.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from attndeploy.errors import require, unknown_name
 from attndeploy.limits import check_bytes, check_seed, check_tensor_bytes
 from attndeploy.registry import get_spec, list_modules
+from attndeploy.runtimes.onnxruntime_runner import ORT_LEVELS
 from attndeploy.shapes import Shape, format_shape
 
 DEFAULT_BATCHES = (1, 8)
@@ -102,8 +104,6 @@ def plan_bench(names: Sequence[str] = (), **options: Any) -> BenchPlan:
     without `input_shape`, its N with it). `backends`: names from `BACKENDS` (default:
     all; those that cannot run here are skipped with the reason).
     """
-    from attndeploy.bench.backends import BACKENDS, DEFAULT_BACKENDS, unavailable_reason
-    from attndeploy.runtimes.onnxruntime_runner import ORT_LEVELS
 
     fields = [f.name for f in dataclasses.fields(BenchOptions)]
     for key in options:

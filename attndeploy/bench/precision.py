@@ -1,7 +1,7 @@
 """Reduced precision in the bench: the fp16 and INT8 graphs the pipeline writes, timed in onnxruntime CPU.
 
 Per registry module (`attndeploy bench --backends onnxruntime,onnxruntime-fp16,onnxruntime-int8,...`):
-`reduced_export(ctx, precision, flavour)` runs `run_pipeline(ExportSettings.create(...,
+`export_variant(...)` (through `ModuleContext.reduced_onnx`) runs `run_pipeline(ExportSettings.create(...,
 precision=...))` on the module's reference (int8 calibrated on `CALIBRATION_SAMPLES`
 N(0, 1) feature maps: the module's own kind of input) and hands the graph to the
 onnxruntime backends `onnxruntime-fp16`, `onnxruntime-int8` (TensorRT's Q/DQ flavour)
@@ -11,7 +11,7 @@ For a whole model (a detector), `bench_precisions(source, shape, folder)` export
 precision through the pipeline and times the fp32, fp16, int8 (trt) and int8 (ort-cpu)
 graphs interleaved in onnxruntime CPU at `threads` threads:
 
-    python -m attndeploy.bench.precision tests.detector_models:yolo --input 1x3x640x640 --threads 1
+    attndeploy bench --precisions tests.detector_models:yolo --input 1x3x640x640 --threads 1
 
 (ultralytics offline: `YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$(mktemp -d)`). Each row has the
 median ms, the speed-up over fp32 and the graph's lowest output cosine against eager.
@@ -19,21 +19,16 @@ median ms, the speed-up over fp32 and the graph's lowest output cosine against e
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from attndeploy.errors import first_line
+from attndeploy.bench.timing import summarize, time_interleaved
 from attndeploy.pipeline import run_pipeline
-from attndeploy.quiet import quiet
+from attndeploy.runtimes.onnxruntime_runner import ort_session
 from attndeploy.settings import ExportSettings
-from attndeploy.shapes import Shape, parse_shape
-
-if TYPE_CHECKING:
-    from attndeploy.bench.graphs import ModuleContext
+from attndeploy.shapes import Shape
 
 CALIBRATION_SAMPLES = 16
 VARIANTS = {"fp16": ("fp16", "trt"), "int8": ("int8", "trt"), "int8-ort-cpu": ("int8", "ort-cpu")}
@@ -62,25 +57,6 @@ def export_variant(source: Any, shape: Shape, out: Path, variant: str, seed: int
     return res
 
 
-def reduced_export(ctx: ModuleContext, variant: str) -> Path:
-    """The pipeline's `variant` graph of the module (made once per context); raises with the reason."""
-    found = ctx.reduced.get(variant)
-    if found is None:
-        path = ctx.workdir / f"{ctx.name}.{variant}.onnx"
-        try:
-            with quiet():
-                res = export_variant(ctx.reference, ctx.example_shape, path, variant, ctx.seed, opset=ctx.opset,
-                                     name=ctx.name)
-            found = (res.onnx_path if res.passed
-                     else RuntimeError(f"the {variant} graph failed its checks: {res.parity.failure_message()[:200]}"))
-        except Exception as err:  # reported in the backend's cell, the bench goes on
-            found = RuntimeError(f"{variant} export failed: {first_line(err)}")
-        ctx.reduced[variant] = found
-    if isinstance(found, BaseException):
-        raise found
-    return found
-
-
 def _cosine(res: Any) -> float:
     return float(res.parity.min_cosine)
 
@@ -91,9 +67,6 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
 
     `options`: further `ExportSettings` fields for every export (e.g. `atol`, `calibration`).
     """
-    from attndeploy.bench.timing import summarize, time_interleaved
-    from attndeploy.runtimes.onnxruntime_runner import ort_session
-
     results = {v: export_variant(source, shape, folder / v / "model.onnx", v, **options)
                for v in ("fp16", "int8", "int8-ort-cpu")}
     first = results["fp16"]
@@ -115,29 +88,3 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
                      "min_cosine": _cosine(res) if res is not None else 1.0,
                      "passed": res.passed if res is not None else True})
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m attndeploy.bench.precision SOURCE --input NxCxHxW [--threads 1]`: the table on stdout."""
-    from attndeploy.cli.output import emit
-
-    p = argparse.ArgumentParser(prog="python -m attndeploy.bench.precision")
-    p.add_argument("source", help="a registry name, pkg.module:factory, or a model file")
-    p.add_argument("--input", type=parse_shape, required=True, metavar="NxCxHxW")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--out", type=Path, default=Path("models/bench-precision"))
-    p.add_argument("--atol", type=float, default=None, help="fp32 parity atol (default: per model)")
-    p.add_argument("--rtol", type=float, default=None, help="fp32 parity rtol (default: per model)")
-    args = p.parse_args(argv)
-    given = {k: v for k, v in (("atol", args.atol), ("rtol", args.rtol)) if v is not None}
-    rows = bench_precisions(args.source, tuple(args.input), args.out, args.threads, args.iters, **given)
-    emit(f"{'graph':<14} {'median ms':>10} {'x fp32':>7} {'cosine':>10}  checks")
-    for r in rows:
-        emit(f"{r['graph']:<14} {r['median_ms']:>10.2f} {r['speedup_vs_fp32']:>7.2f} {r['min_cosine']:>10.6f}  "
-             f"{'passed' if r['passed'] else 'FAILED'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,8 +24,13 @@ from attndeploy.bench.graphs import ModuleContext, NotApplicable
 from attndeploy.bench.memory import RssProbe, rss_probe_unavailable, torch_alloc_peak
 from attndeploy.bench.plan import BenchPlan, all_cores
 from attndeploy.bench.timing import summarize, time_interleaved
+from attndeploy.convert import to_deploy
 from attndeploy.errors import first_line
+from attndeploy.parity import eager_outputs, random_input
+from attndeploy.registry import create, get_spec
 from attndeploy.shapes import Shape, format_shape
+from attndeploy.version import __version__
+from attndeploy.weights import randomize_
 
 REFERENCE = "eager-reference"
 MEMORY_METHOD = ("peak_rss_bytes: rise of the process's peak RSS (VmHWM reset via /proc/self/clear_refs after gc "
@@ -36,9 +41,6 @@ MEMORY_METHOD = ("peak_rss_bytes: rise of the process's peak RSS (VmHWM reset vi
 
 
 def _context(name: str, plan: BenchPlan, workdir: Path) -> ModuleContext:
-    from attndeploy.convert import to_deploy
-    from attndeploy.registry import create, get_spec
-    from attndeploy.weights import randomize_
 
     spec = get_spec(name)
     reference = randomize_(create(name), plan.seed).eval()
@@ -79,7 +81,6 @@ def _cuda_peak(call: Any) -> int:
 
 def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, Any]:
     """Measure every runnable backend of `plan` on one module at `shape` (see the module docstring)."""
-    from attndeploy.parity import eager_outputs, random_input
 
     x = random_input(shape, plan.seed + 1)
     floor = floor_bytes(ctx.deploy, x, list(eager_outputs(ctx.reference, x).values()))
@@ -151,7 +152,6 @@ def _environment(plan: BenchPlan) -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    from attndeploy.version import __version__
 
     return {"attndeploy": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),

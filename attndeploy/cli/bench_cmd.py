@@ -12,7 +12,13 @@ import argparse
 from pathlib import Path
 
 from attndeploy.argparsing import argument_type
+from attndeploy.bench import plan_bench, run_bench
+from attndeploy.bench.export_speed import add_export_arguments, run_export_bench
+from attndeploy.bench.precision import bench_precisions
+from attndeploy.bench.report import format_markdown, format_table
+from attndeploy.cli.output import emit, print_json, stderr
 from attndeploy.errors import UsageError
+from attndeploy.fileio import ensure_writable_dir
 from attndeploy.limits import parse_seed
 from attndeploy.shapes import parse_shape
 
@@ -66,6 +72,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="one JSON object with every figure on stdout")
     out.add_argument("--md", action="store_true", help="the Markdown speed table (the README's) on stdout")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="bar chart (needs matplotlib)")
+    speed = p.add_argument_group("export speed: attndeploy's verified export against ultralytics' exporter")
+    speed.add_argument("--export", default=None, metavar="MODEL.yaml",
+                       help="time both exporters on a detector YAML (instead of the module bench)")
+    speed.add_argument("--custom-modules", type=Path, default=None, metavar="FILE.py",
+                       help="classes the YAML names, made visible to its parser")
+    add_export_arguments(speed)
+    p.add_argument("--precisions", default=None, metavar="MODEL",
+                   help="time a whole model's fp32, fp16 and int8 graphs in onnxruntime CPU (with --input, "
+                        "--threads, --iters; MODEL as `attndeploy export` takes it)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
@@ -86,11 +101,24 @@ def _busy(threads: int) -> str:
     return ""
 
 
+def _precisions(args: argparse.Namespace) -> int:
+    if args.input is None:
+        raise UsageError("--precisions needs the model's input shape", "--input NxCxHxW", "no --input")
+    rows = bench_precisions(args.precisions, tuple(args.input), Path("models/bench-precision"),
+                            args.threads or 1, args.iters)
+    emit(f"{'graph':<14} {'median ms':>10} {'x fp32':>7} {'cosine':>10}  checks")
+    for r in rows:
+        emit(f"{r['graph']:<14} {r['median_ms']:>10.2f} {r['speedup_vs_fp32']:>7.2f} {r['min_cosine']:>10.6f}  "
+             f"{'passed' if r['passed'] else 'FAILED'}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.bench import plan_bench, run_bench
-    from attndeploy.bench.report import format_markdown, format_table
-    from attndeploy.cli.output import emit, print_json, stderr
-    from attndeploy.fileio import ensure_writable_dir
+    if args.export is not None:
+        run_export_bench(args.export, args, stderr, emit)
+        return 0
+    if args.precisions is not None:
+        return _precisions(args)
 
     if args.plot is not None:
         from attndeploy.bench.plot import require_matplotlib

@@ -15,11 +15,11 @@ from attndeploy.cli.model_source import add_model_arguments
 from attndeploy.cli.output import emit, print_json, stderr
 from attndeploy.defaults import EXPORTERS
 from attndeploy.errors import UsageError
+from attndeploy.parity.compare import ParityReport
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.recipes import load_recipe, run_recipe
 from attndeploy.settings import DEFORM_CONV_LOWERINGS, EngineSettings, ExportSettings
-from attndeploy.settings_checks import source_label
 from attndeploy.shapes import parse_imgsz, parse_shape, parse_shapes
 
 
@@ -101,11 +101,10 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> ExportSettings:
-    name = args.name or source_label(args.source)
-    folder = args.out or Path("models") / name
-    return ExportSettings.create(args.source, args.input, folder / f"{name}.onnx", name=name,
-                                 kwargs=args.kwargs, weights=args.weights, seed=args.seed,
-                                 report_path=folder / "report.json", **_given(args))
+    """The model's files go to `--out` (default models/<name>/) as <name>.onnx and report.json, where the name is
+    `--name`, else the model's own (a registry name, a YAML's stem, the model a factory builds)."""
+    return ExportSettings.create(args.source, args.input, None, name=args.name, out_dir=args.out, report=True,
+                                 kwargs=args.kwargs, weights=args.weights, seed=args.seed, **_given(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,36 +131,48 @@ def _run_recipe(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _rule(report: ParityReport) -> str:
+    budget = getattr(report, "cosine_budget", None)
+    if budget:
+        strict = " (plain and strict-fp16)" if getattr(report, "strict", None) is not None else ""
+        return f"cosine >= {budget:g}{strict}"
+    return report.outputs[0].rule(report.tolerance) if report.outputs else "no outputs"
+
+
 def print_table(res: ExportResult) -> None:
-    p = res.parity
     emit(f"{res.name}: {res.onnx_path}  (opset {res.opset}, {res.exporter}, "
          f"{'dynamic' if res.dynamic else 'static'}, {sum(res.node_counts.values())} nodes)")
-    emit(f"  {'output':<10} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
-    for o in p.outputs:
-        emit(f"  {o.name:<10} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
-             f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
-    rule = p.outputs[0].rule(p.tolerance) if p.outputs else "no outputs"
-    emit(f"  parity vs eager ({p.backend}, {rule}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
+    if res.evidence.get("shape_rule"):
+        emit(f"  shape rule: {res.evidence['shape_rule']}")
+    emit(f"  {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
+    for key, p in res.parities.items():
+        emit(f"  {key} vs eager ({_rule(p)}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
+        for o in p.outputs:
+            emit(f"  {o.name:<12} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
+                 f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
+    for precision, task in res.tasks.items():
+        emit(f"  {task.name} ({precision}): {'PASSED' if task.passed else 'FAILED'}: {task.message}")
     engine = res.engine
     if engine is not None:
         emit(f"  engine {engine.build.engine_path}: parity vs eager ({engine.parity.backend}) at "
              f"{', '.join(engine.parity.shapes)}: {'PASSED' if engine.passed else 'FAILED'}, "
              f"max abs {engine.parity.max_abs_err:.2e}")
+    for note in res.notes:
+        emit(f"  note: {note}")
 
 
 def _report(res: ExportResult, as_json: bool) -> int:
+    """Print the result; exit 1 with one stderr line per failed check (which output, by how much, where)."""
     if as_json:
         print_json(res.to_dict())
     else:
         print_table(res)
-    if not res.parity.passed:
-        stderr(f"parity failed: {res.parity.failure_message()}")
-        return 1
-    failed = [k for k, p in res.parities.items() if not p.passed]
-    if failed:
-        stderr(f"parity failed for {', '.join(failed)}")
-        return 1
+    for key, p in res.parities.items():
+        if not p.passed:
+            stderr(f"parity failed ({key}): {p.failure_message()}")
+    for precision, task in res.tasks.items():
+        if not task.passed:
+            stderr(f"{task.name} check failed ({precision}): {task.message}")
     if res.engine is not None and not res.engine.passed:
         stderr(f"engine parity failed: {res.engine.parity.failure_message() or 'cosine below the fp16 floor'}")
-        return 1
-    return 0
+    return 0 if res.passed else 1

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from attndeploy.cli.model_source import add_model_arguments, resolve_source
-from attndeploy.lint.trt_support import TRT_VERSIONS
+from attndeploy.cli.output import emit, print_json
+from attndeploy.lint.torch_lint import lint_model
+from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
+from attndeploy.lint.trt_support import TRT_VERSIONS, parser_support
+from attndeploy.parity import random_input
+from attndeploy.usercode import calling_user_code
 
 
 def add_parser(commands: Any) -> None:
@@ -37,9 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
     """Exit 1 when TensorRT `trt`'s parser would refuse something."""
-    from attndeploy.cli.output import emit, print_json
-    from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
-    from attndeploy.lint.trt_support import parser_support
 
     support = parser_support(trt)  # an unknown --trt is a UsageError (exit 2) listing the valid ones
     findings = lint_onnx(model, support.key)
@@ -58,10 +60,6 @@ def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
 
 
 def _lint_torch(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import emit, print_json
-    from attndeploy.lint.torch_lint import lint_model
-    from attndeploy.parity import random_input
-    from attndeploy.usercode import calling_user_code
 
     source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
     with calling_user_code(f"the forward of {args.model!r}"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from attndeploy.cli.output import emit, print_json
 from attndeploy.registry import all_specs
 from attndeploy.shapes import format_shape
 
@@ -16,7 +17,6 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import emit, print_json
 
     rows: list[dict[str, Any]] = [
         {"name": s.name, "reference": s.reference.__name__, "deploy": s.deploy.__name__,

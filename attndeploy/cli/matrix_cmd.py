@@ -14,11 +14,15 @@ import difflib
 import time
 from pathlib import Path
 
+from attndeploy.cli.output import emit, print_json, stderr
 from attndeploy.errors import UsageError, require
+from attndeploy.fileio import write_bytes_atomic
+from attndeploy.matrix import parse_grid, run_matrix, to_json, to_markdown, to_text
+from attndeploy.matrix.grid import add_grid_arguments, grid_from_args, grid_given
+from attndeploy.matrix.readme import read_readme, replace_block
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from attndeploy.matrix.grid import add_grid_arguments
 
     p = commands.add_parser("matrix", help="export every module x opset x exporter x static/dynamic: pass/fail")
     add_grid_arguments(p)
@@ -36,10 +40,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_readme(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import stderr
-    from attndeploy.fileio import write_bytes_atomic
-    from attndeploy.matrix import parse_grid, run_matrix, to_markdown
-    from attndeploy.matrix.readme import read_readme, replace_block
 
     text, block = read_readme(args.readme)
     grid = parse_grid(block.args)
@@ -59,8 +59,6 @@ def _run_readme(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import emit, print_json
-    from attndeploy.matrix.grid import grid_from_args, grid_given
 
     require(args.jobs >= 1, "--jobs must be a positive integer", ">= 1", args.jobs)
     if args.readme is not None:
@@ -69,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
                              "--exporters, --axes or --trt with --readme", "grid arguments on the command line")
         return _run_readme(args)
     require(not args.check, "--check compares a README's table", "--check together with --readme FILE", "--check alone")
-    from attndeploy.matrix import run_matrix, to_json, to_markdown, to_text
 
     grid = grid_from_args(args)
     start = time.perf_counter()

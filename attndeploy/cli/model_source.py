@@ -10,18 +10,17 @@ from typing import Any
 
 from torch import nn
 
+from attndeploy import sources
 from attndeploy.argparsing import argument_type
-from attndeploy.errors import UsageError, require
+from attndeploy.errors import UsageError
 from attndeploy.limits import (
     check_model_arguments,
-    check_module_bytes,
     check_seed,
     check_tensor_bytes,
     parse_seed,
 )
-from attndeploy.registry import ModuleSpec, create, get_spec, list_modules
+from attndeploy.registry import ModuleSpec, list_modules
 from attndeploy.shapes import Shape, format_shape, parse_shape
-from attndeploy.weights import randomize_
 
 
 class _NotJSON(float):
@@ -63,13 +62,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the random weights and parity inputs (0..2**63-1)")
 
 
-def is_registry_name(source: str) -> bool:
-    return ":" not in source and not source.endswith(".py")
-
-
 @dataclass
 class ModelSource:
-    """The model to export, its name, the example shape, and the registry spec when it has one."""
+    """The model to lint, its name, the example shape, and the registry spec when it has one."""
 
     name: str
     model: nn.Module
@@ -79,35 +74,19 @@ class ModelSource:
 
 def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any], weights: Path | None,
                    seed: int) -> ModelSource:
-    """Registry names get random non-zero weights unless `weights` is given; other sources need `input_shape`."""
-    from attndeploy.loading import load_model, load_weights
-
+    """The library's `attndeploy.sources.resolve_source`, plus the example: registry names have a default,
+    other sources need `input_shape`."""
     check_seed(seed)
     check_model_arguments(kwargs)  # recipes' TOML has inf and nan too
-    if is_registry_name(source):
-        spec = get_spec(source)
-        check_module_bytes(lambda: create(source, **kwargs), f"{source} {json.dumps(kwargs)}")
-        model = create(source, **kwargs)
-        model = load_weights(model, weights) if weights is not None else randomize_(model, seed)
-        if input_shape is None:
-            n, _, h, w = spec.example_shape
-            input_shape = (n, getattr(model, "channels", spec.example_shape[1]), h, w)
-            check_tensor_bytes(input_shape, f"{source}'s example input {format_shape(input_shape)}")
-        return ModelSource(source, model, input_shape, spec)
+    found = sources.resolve_source(source, kwargs, weights, seed)
+    spec = found.spec
     if input_shape is None:
-        raise UsageError(f"--input is required for {source!r} (only registry names have a default)",
-                         "--input NxCxHxW", "no --input", f"registry names: {', '.join(list_modules())}")
-    name = source.rsplit(":", 1)[-1] if ":" in source else Path(source).stem
-    model = load_model(source, kwargs, weights)
-    check_image_input(model, input_shape)
-    return ModelSource(name, model, input_shape, None)
-
-
-def check_image_input(model: nn.Module, shape: Shape) -> None:
-    """A model whose first layer is a Conv2d takes (N, C, H, W) with C = its in_channels."""
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Conv1d, nn.Conv3d))), None)
-    if isinstance(first, nn.Conv2d):
-        require(len(shape) == 4, "--input must be (N, C, H, W): the model's first layer is a Conv2d", "rank 4",
-                f"rank {len(shape)} {format_shape(shape)}")
-        require(shape[1] == first.in_channels, "--input channels must equal the first Conv2d's in_channels",
-                first.in_channels, f"{shape[1]} in {format_shape(shape)}")
+        if spec is None:
+            raise UsageError(f"--input is required for {source!r} (only registry names have a default)",
+                             "--input NxCxHxW", "no --input", f"registry names: {', '.join(list_modules())}")
+        n, _, h, w = spec.example_shape
+        input_shape = (n, getattr(found.model, "channels", spec.example_shape[1]), h, w)
+        check_tensor_bytes(input_shape, f"{source}'s example input {format_shape(input_shape)}")
+    elif spec is None:
+        sources.check_image_input(found.model, input_shape)
+    return ModelSource(found.name, found.model, input_shape, spec)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from attndeploy.argparsing import argument_type
+from attndeploy.cli.output import emit
+from attndeploy.cli.run_backend import make_runner
 from attndeploy.defaults import FILE_BACKENDS
 from attndeploy.errors import CheckFailed, UsageError, first_line, require
 from attndeploy.limits import check_bytes, check_tensor_bytes
@@ -90,8 +92,6 @@ def _infer(runner: Any, feeds: dict[str, np.ndarray], shape_chosen: bool, backen
 
 
 def run(args: argparse.Namespace) -> int:
-    from attndeploy.cli.output import emit
-    from attndeploy.runtimes.backends import make_runner
 
     require(args.runs >= 1, "--runs must be positive", ">= 1", args.runs)
     backend = args.backend or ("tensorrt" if args.model.suffix == ".engine" else "onnxruntime-cpu")

@@ -109,7 +109,10 @@ class ContextBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> (N, C, H, W)."""
-        context = self.spatial_pool(x)
+        return self.fuse(x, self.spatial_pool(x))
+
+    def fuse(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W), context (N, C, 1, 1) -> x scaled by the mul branch plus the add branch."""
         out = x
         if self.channel_mul_conv is not None:
             out = out * torch.sigmoid(self.channel_mul_conv(context))
@@ -128,9 +131,4 @@ class ContextBlockDeploy(ContextBlock):
             context = torch.matmul(x.flatten(2), mask.transpose(1, 2)).unsqueeze(-1)  # (N, C, 1, 1)
         else:
             context = x.mean((2, 3), keepdim=True)
-        out = x
-        if self.channel_mul_conv is not None:
-            out = out * torch.sigmoid(self.channel_mul_conv(context))
-        if self.channel_add_conv is not None:
-            out = out + self.channel_add_conv(context)
-        return out
+        return self.fuse(x, context)

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from attndeploy.lint.findings import ERROR, WARNING
+from attndeploy.lint.findings import ERROR
 from attndeploy.lint.trt_support import ParserSupport
 from attndeploy.onnxgraph import all_graphs
 

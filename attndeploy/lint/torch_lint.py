@@ -35,12 +35,25 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.lint.findings import BAKES, DEVICE, FAILS, PRECISION, WEIGHTS, TorchFinding, merge
+from attndeploy.lint.findings import (
+    BAKES,
+    DEVICE,
+    FAILS,
+    PRECISION,
+    WEIGHTS,
+    TorchFinding,
+    merge,
+)
 from attndeploy.lint.inplace_lint import InputWrites
-from attndeploy.modulepath import ModuleStack
 from attndeploy.lint.source_lint import shape_branches
 from attndeploy.lint.structure_lint import plain_containers
-from attndeploy.lint.trace_lint import BRANCH_CONSEQUENCE, BRANCH_HINT, SHAPE_FLOW, trace_findings
+from attndeploy.lint.trace_lint import (
+    BRANCH_CONSEQUENCE,
+    BRANCH_HINT,
+    SHAPE_FLOW,
+    trace_findings,
+)
+from attndeploy.modulepath import ModuleStack
 
 FACTORIES = ("linspace", "arange", "zeros", "ones")
 _SOFTMAXES = (F.softmax, F.log_softmax, F.softmin)

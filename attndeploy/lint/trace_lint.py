@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from torch.jit import TracerWarning
 
 from attndeploy.lint.findings import BAKES, TorchFinding
-from attndeploy.modulepath import ModuleStack
 from attndeploy.lint.source_lint import size_use
+from attndeploy.modulepath import ModuleStack
 
 SHAPE_FLOW = "shape-dependent control flow"
 TRACE_CONSTANT = "trace-time constant"

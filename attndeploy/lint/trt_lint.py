@@ -22,7 +22,7 @@ from onnx import AttributeProto, TensorProto, numpy_helper
 
 from attndeploy.lint.findings import ERROR, WARNING, Finding
 from attndeploy.lint.onnx_file import load_model
-from attndeploy.onnxgraph import all_graphs, float64_sites
+from attndeploy.lint.precision_lint import reduced_precision_rules
 from attndeploy.lint.scopes import module_scope
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
@@ -32,7 +32,7 @@ from attndeploy.lint.trt_support import (
     parser_support,
     version_tuple,
 )
-from attndeploy.lint.precision_lint import reduced_precision_rules
+from attndeploy.onnxgraph import all_graphs, float64_sites
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 

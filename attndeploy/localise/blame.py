@@ -136,7 +136,7 @@ def blame_export_error(model: nn.Module, example: Tensor, message: str) -> str |
     if found.hit is None:
         return None
     path, site = found.hit
-    module = dict(model.named_modules()).get(path, model)
+    module = dict(model.named_modules(remove_duplicate=False)).get(path, model)
     if not site:
         file, line = class_site(type(module))
         site = f"{os.path.basename(file)}:{line}" if file else ""

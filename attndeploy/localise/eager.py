@@ -76,4 +76,4 @@ def record_events(model: nn.Module, x: Tensor) -> EagerRun:
             out = model(x)
     finally:
         model.train(was_training)
-    return EagerRun(events, dict(model.named_modules()), float_arrays(out))
+    return EagerRun(events, dict(model.named_modules(remove_duplicate=False)), float_arrays(out))

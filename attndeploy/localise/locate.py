@@ -21,11 +21,11 @@ from torch import nn
 
 from attndeploy.defaults import Tolerance
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.modulepath import class_site, forward_site
-from attndeploy.localise.eager import Event, EagerRun, record_events
+from attndeploy.localise.eager import EagerRun, Event, record_events
 from attndeploy.localise.graph import GraphIndex, GraphRun, index_graph, run_exposed
 from attndeploy.localise.match import Divergence, event_names, first_divergence
 from attndeploy.localise.report import Localisation, reshape_notes
+from attndeploy.modulepath import class_site, forward_site
 
 
 def _exposed_names(run: EagerRun, index: GraphIndex) -> list[str]:

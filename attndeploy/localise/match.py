@@ -115,8 +115,15 @@ class Divergence:
 
 def first_divergence(events: list[Event], index: GraphIndex, values: dict[str, np.ndarray],
                      tol: Tolerance) -> tuple[Divergence | None, int, int]:
-    """(the first diverging event or None, events compared, events matched), in execution order."""
+    """(the first diverging event or None, events compared, events matched), in execution order.
+
+    A diverging *input* (what a module passes to a child) counts only once the next compared
+    event diverges too: a module called several times (SPPF's one MaxPool, three times) has
+    its calls told apart by shape and value only, and a call matched to another call's tensor
+    is followed by matches again.
+    """
     compared = matched = 0
+    pending: Divergence | None = None
     for k, event in enumerate(events):
         names = event_names(event, index)
         verdict, worst = compare_tensors(event.tensors, names, values, tol) if names else (None, None)
@@ -125,7 +132,12 @@ def first_divergence(events: list[Event], index: GraphIndex, values: dict[str, n
         compared += 1
         if verdict or _folded_match(events, k, names, index, values, tol):
             matched += 1
+            pending = None
             continue
         assert worst is not None
-        return Divergence(event, worst, compared, matched), compared, matched
-    return None, compared, matched
+        if pending is not None:
+            return pending, pending.compared, pending.matched
+        if event.kind != "in":
+            return Divergence(event, worst, compared, matched), compared, matched
+        pending = Divergence(event, worst, compared, matched)
+    return (pending, pending.compared, pending.matched) if pending is not None else (None, compared, matched)

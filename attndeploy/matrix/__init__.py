@@ -16,6 +16,7 @@ from pathlib import Path
 
 from attndeploy.matrix.cells import CellResult, run_cell, run_cells
 from attndeploy.matrix.grid import Cell, Grid, parse_grid
+from attndeploy.matrix.readme import read_readme
 from attndeploy.matrix.render import to_json, to_markdown, to_text
 
 
@@ -26,7 +27,6 @@ def run_matrix(grid: Grid, jobs: int = 1, progress: bool = False, seed: int = 0)
 
 def regenerate_readme_block(readme: Path, jobs: int = 1, progress: bool = False) -> tuple[str, str]:
     """(current body, freshly generated Markdown) for the grid recorded in `readme`'s start marker."""
-    from attndeploy.matrix.readme import read_readme
 
     _, block = read_readme(readme)
     grid = parse_grid(block.args)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attndeploy.bench.plan import all_cores
 from attndeploy.defaults import DYNAMO_MIN_OPSET
 from attndeploy.errors import CheckFailed, UsageError, first_line
 from attndeploy.lint.trt_lint import ERROR, lint_onnx
@@ -150,7 +151,6 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
 
     from tqdm import tqdm
 
-    from attndeploy.bench.plan import all_cores
 
     results: dict[int, CellResult] = {}
     with tqdm(total=len(cells), desc="matrix", unit="export", file=sys.stderr, disable=not progress) as bar:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from attndeploy.argparsing import UsageErrorParser
 from attndeploy.defaults import CONCRETE_EXPORTERS, MAX_OPSET, MIN_OPSET
 from attndeploy.errors import require, unknown_name
+from attndeploy.registry import get_spec, list_modules
 
 DEFAULT_OPSETS = (13, 16, 17, 18, 19, 20)
 MATRIX_EXPORTERS = CONCRETE_EXPORTERS
@@ -54,7 +55,6 @@ class Grid:
     trt: tuple[str, ...] | None = None
 
     def modules(self) -> list[str]:
-        from attndeploy.registry import list_modules
 
         return list(self.names) or list_modules()
 
@@ -101,7 +101,6 @@ def grid_given(ns: argparse.Namespace) -> bool:
 
 def grid_from_args(ns: argparse.Namespace) -> Grid:
     """Validate parsed grid arguments; `UsageError` names the bad one (unknown names suggest the closest)."""
-    from attndeploy.registry import get_spec
 
     for name in ns.names:
         get_spec(name)

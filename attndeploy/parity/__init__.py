@@ -5,8 +5,21 @@ per shape, each backend against it), `outputs` the naming of nested outputs, `in
 the parity inputs.
 """
 
-from attndeploy.parity.check import EagerFailed, EagerRuns, Probe, check_parity, compare_probes, eager_outputs, make_probes
-from attndeploy.parity.compare import OutputParity, ParityReport, compare, record_backend_error
+from attndeploy.parity.check import (
+           EagerFailed,
+           EagerRuns,
+           Probe,
+           check_parity,
+           compare_probes,
+           eager_outputs,
+           make_probes,
+)
+from attndeploy.parity.compare import (
+           OutputParity,
+           ParityReport,
+           compare,
+           record_backend_error,
+)
 from attndeploy.parity.inputs import random_input
 from attndeploy.parity.outputs import dropped_outputs, flatten_outputs, output_names
 

@@ -13,7 +13,7 @@ backend is fed.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,12 @@ import torch
 from attndeploy.defaults import Tolerance
 from attndeploy.errors import first_line
 from attndeploy.modulepath import ModuleStack
-from attndeploy.parity.compare import OutputParity, ParityReport, compare, record_backend_error
+from attndeploy.parity.compare import (
+    OutputParity,
+    ParityReport,
+    compare,
+    record_backend_error,
+)
 from attndeploy.parity.inputs import random_input
 from attndeploy.parity.outputs import flatten_outputs, to_numpy
 from attndeploy.shapes import Shape, format_shape
@@ -94,25 +99,18 @@ def make_probes(model: torch.nn.Module, shapes: Sequence[Shape], seed: int = 0,
     return [runs.probe(s) for s in shapes]
 
 
-def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequence[str],
-                   tol: Tolerance | Mapping[str, Tolerance] | None, backend: str,
-                   channel_atol: Callable[[Probe], Mapping[str, np.ndarray]] | None = None) -> ParityReport:
-    """`run_backend(copy of x)` against each probe's eager outputs, output by output in order.
+def paired_outputs(probes: Sequence[Probe], run_backend: Backend,
+                   accs: Sequence[OutputParity]) -> Iterator[tuple[Probe, int, np.ndarray, np.ndarray]]:
+    """(probe, output index, eager output, backend output) for every probe the backend runs on a copy of.
 
-    `names` are the backend's output names (the report's labels); `tol` one tolerance, one
-    per name, or None; `channel_atol(probe)` per output (in order) an atol per channel (axis
-    1) at that probe, a second rule (noise-scaled tolerances): an element fails past either. A backend that
-    raises, or returns the wrong number of outputs, fails that shape with its error kept.
+    A backend that raises, or returns the wrong number of outputs, fails that shape in every
+    `accs` entry with its error kept (a graph with baked sizes often fails at run time at other shapes).
     """
-    tols: dict[str, Tolerance | None] = dict(tol) if isinstance(tol, Mapping) else {n: tol for n in names}
-    default = next(iter(tols.values()), None)
-    accs = [OutputParity(n, tols.get(n, default)) for n in names]
     for probe in probes:
-        per_channel = list(channel_atol(probe).values()) if channel_atol is not None else []
         refs = list(probe.refs.values())
         try:
-            gots = list(run_backend(probe.x.copy()))
-        except Exception as err:  # a graph with baked sizes often fails at run time at other shapes
+            gots = [np.asarray(g) for g in run_backend(probe.x.copy())]
+        except Exception as err:  # onnxruntime's own error types: the graph cannot run at this shape
             for acc in accs:
                 record_backend_error(acc, probe.shape, first_line(err))
             continue
@@ -120,9 +118,28 @@ def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequenc
             for acc in accs:
                 record_backend_error(acc, probe.shape, f"{len(gots)} outputs, expected {len(refs)}")
             continue
-        for i, (acc, ref, got) in enumerate(zip(accs, refs, gots)):
-            atol = per_channel[i] if i < len(per_channel) else None
-            compare(ref, np.asarray(got), acc.tolerance, probe.shape, acc, atol)
+        for i, (ref, got) in enumerate(zip(refs, gots)):
+            yield probe, i, ref, got
+
+
+def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequence[str],
+                   tol: Tolerance | Mapping[str, Tolerance] | None, backend: str,
+                   channel_atol: Callable[[Probe], Mapping[str, np.ndarray]] | None = None) -> ParityReport:
+    """`run_backend(copy of x)` against each probe's eager outputs, output by output in order.
+
+    `names` are the backend's output names (the report's labels); `tol` one tolerance, one
+    per name, or None; `channel_atol(probe)` per output (in order) an atol per channel (axis
+    1) at that probe, a second rule (noise-scaled tolerances): an element fails past either.
+    """
+    tols: dict[str, Tolerance | None] = dict(tol) if isinstance(tol, Mapping) else {n: tol for n in names}
+    default = next(iter(tols.values()), None)
+    accs = [OutputParity(n, tols.get(n, default)) for n in names]
+    per_channel: dict[Shape, list[np.ndarray]] = {}
+    for probe, i, ref, got in paired_outputs(probes, run_backend, accs):
+        if channel_atol is not None and probe.shape not in per_channel:
+            per_channel[probe.shape] = list(channel_atol(probe).values())
+        atols = per_channel.get(probe.shape, [])
+        compare(ref, got, accs[i].tolerance, probe.shape, accs[i], atols[i] if i < len(atols) else None)
     return ParityReport(backend, default, [format_shape(p.shape) for p in probes], accs)
 
 

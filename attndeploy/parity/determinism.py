@@ -23,7 +23,6 @@ from attndeploy.parity.noise import RELATIVE_FLOOR, Noise, _threads, channel_ato
 from attndeploy.parity.outputs import flatten_outputs
 
 
-
 def _largest_excess(probe: Probe, outputs: Any, noise: Noise | None) -> float:
     """The largest |difference| past the limit (0.0 when none is): the noise tolerance, else 1e-6 of the scale."""
     worst = 0.0

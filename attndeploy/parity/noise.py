@@ -11,9 +11,9 @@ model cannot run in float64, two legitimate fp32 runs (all threads vs one thread
 summation orders) give a lower bound instead.
 
 `channel_atol(noise)`: the per-channel tolerance `max(NOISE_MULTIPLE * noise, RELATIVE_FLOOR *
-scale)` (noise pooled across an output's channels from below), `scale` the channel's largest
-|value| at that input: relative to the output's scale, so a class-score channel in [0, 1]
-is held to ~1e-6 while a box channel in the hundreds of pixels gets ~1e-4.
+scale, ABSOLUTE_FLOOR)` (noise pooled across an output's channels from below), `scale` the
+channel's largest |value| at that input: relative to the output's scale, so a class-score
+channel in [0, 1] is held to 1e-5 while a box channel in the hundreds of pixels gets ~1e-2.
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ from attndeploy.copying import private_copy
 from attndeploy.parity.check import Probe
 from attndeploy.parity.outputs import flatten_outputs
 
-# A backend's fp32 error against eager fp32 is about its own rounding error plus eager's. Measured (onnxruntime vs
-# eager32 per channel, against max(pooled float64 noise, RELATIVE_FLOOR * scale) at the same input): at most 7.6x
-# over the registry at opsets 13 and 17, its 14 modules inside a host network, 8 blog-style modules,
-# torchvision's resnet18 (7.6x, its logits) and YOLOv8n / YOLO11n (1.1x). NOISE_MULTIPLE leaves 2x above that.
-NOISE_MULTIPLE = 16.0
+# A backend's fp32 error against eager fp32 is about its own rounding error plus eager's, and more where it implements
+# an op otherwise (attention's Softmax, approximated activations). Measured (onnxruntime vs eager32 per channel, against
+# max(pooled float64 noise, the floors) at the same input): at most 7.6x over the registry at opsets 13 and 17, its 14
+# modules in a host network, 8 blog-style modules and torchvision's resnet18, and up to 13.6x on ultralytics' YOLO12n
+# (area attention; YOLO11n 10.7x, YOLOv8n 1.1x) at 640x640. NOISE_MULTIPLE leaves over 2x above the worst.
+NOISE_MULTIPLE = 32.0
 RELATIVE_FLOOR = 1e-6   # ~8 float32 ulps of the channel's largest value: where fp64 and fp32 agree exactly
+# Activations onnxruntime approximates (its MLAS Sigmoid is off by up to 1.3e-7 *absolute*, measured on YOLOv8n's
+# class scores of ~1e-5) err in absolute terms: no channel is held below the registry's tightest measured atol.
+ABSOLUTE_FLOOR = 1e-5
 POOL_QUANTILE = 0.25    # a channel's noise is at least its output's lower-quartile channel noise
 
 
@@ -145,7 +149,7 @@ class NoiseMeter:
 
 
 def channel_atol(noise: Noise) -> dict[str, np.ndarray]:
-    """Per output, per channel: max(NOISE_MULTIPLE * pooled noise, RELATIVE_FLOOR * scale), never exactly 0.
+    """Per output, per channel: max(NOISE_MULTIPLE * pooled noise, RELATIVE_FLOOR * scale, ABSOLUTE_FLOOR).
 
     A channel's noise is one sample of the rounding error (it can be accidentally exact, or
     all zero where a ReLU zeroed the channel at this input); the pooled noise is at least the
@@ -156,5 +160,5 @@ def channel_atol(noise: Noise) -> dict[str, np.ndarray]:
     for name, values in noise.channels.items():
         alive = values[noise.scales[name] > 0]  # a channel a ReLU zeroed here tells nothing about rounding
         pooled = np.maximum(values, np.quantile(alive, POOL_QUANTILE, method="lower")) if alive.size > 1 else values
-        atol[name] = np.maximum(NOISE_MULTIPLE * pooled, RELATIVE_FLOOR * noise.scales[name]) + 1e-12
+        atol[name] = np.maximum(np.maximum(NOISE_MULTIPLE * pooled, RELATIVE_FLOOR * noise.scales[name]), ABSOLUTE_FLOOR)
     return atol

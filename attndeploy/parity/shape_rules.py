@@ -140,6 +140,17 @@ def _probe_hw(run: Run, example: Shape) -> tuple[ShapeRule, tuple[int, int], lis
     return ShapeRule(fixed=(h, w)), (h, w), [first_failure]
 
 
+def witness(run: Run, example: Shape) -> str:
+    """Why any H, W is not enough: the first probe (odd, non-square, about 3/4 and 1/2 of the example) failing in
+    eager, in words ("481x321 fails in eager at `model.11` (Concat): ..."); "" when it runs."""
+    if len(example) != 4:
+        return ""
+    n, c, h, w = example
+    ph, pw = _probe_size(h, 1, 0.75), _probe_size(w, 1, 0.5)
+    failed = _tries(run, (n, c, ph, pw))
+    return f"{ph}x{pw} fails in eager: {failed}" if failed else ""
+
+
 def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> ShapeRule:
     """The `ShapeRule` of a model `run` accepts at `example` (see the module docstring).
 
@@ -147,12 +158,13 @@ def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> S
     those probes), then batch + 1 at the H, W that passed: that probe is the sweep's first
     shape, so its eager run is not repeated.
     """
+    evidence: list[str]
     if len(example) != 4:
         failed = _tries(run, (example[0] + 1, *example[1:]))
-        evidence = (f"batch {example[0] + 1} fails in eager: {failed}",) if failed else ()
-        return ShapeRule(batch=example[0] if failed else None, evidence=evidence)
+        evidence = [f"batch {example[0] + 1} fails in eager: {failed}"] if failed else []
+        return ShapeRule(batch=example[0] if failed else None, evidence=tuple(evidence))
     if known is not None:
-        rule, evidence = known, []
+        rule, evidence = known, list(known.evidence)
         hw = rule.odd_shape(example)
     else:
         rule, hw, evidence = _probe_hw(run, example)

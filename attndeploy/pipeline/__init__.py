@@ -28,7 +28,8 @@ from attndeploy.pipeline.paths import graph_passed
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.stages.engine import engine
 from attndeploy.pipeline.stages.evidence import evidence
-from attndeploy.pipeline.stages.export import ExportFailed, export as export_stage
+from attndeploy.pipeline.stages.export import ExportFailed
+from attndeploy.pipeline.stages.export import export as export_stage
 from attndeploy.pipeline.stages.lint import lint
 from attndeploy.pipeline.stages.parity import parity
 from attndeploy.pipeline.stages.precision import precision
@@ -82,8 +83,9 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResu
         finally:
             state.seconds[stage.name] = state.seconds.get(stage.name, 0.0) + time.perf_counter() - start
     result = build_result(state)
-    if settings.report_path is not None:
-        write_json_atomic(settings.report_path, result.to_dict())
+    report = settings.report_path(state.name)
+    if report is not None:
+        write_json_atomic(report, result.to_dict())
     return result
 
 

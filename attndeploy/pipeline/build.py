@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from attndeploy.exporting.verify import node_counts
-from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.paths import written_path
+from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.state import PipelineState
 
 

@@ -22,10 +22,10 @@ from attndeploy.exporting.simplify import SimplifyReport
 from attndeploy.lint.torch_lint import TorchFinding
 from attndeploy.localise import Localisation
 from attndeploy.parity.check import EagerRuns, Probe
+from attndeploy.parity.compare import ParityReport
 from attndeploy.parity.inputs import InputPlan
 from attndeploy.parity.noise import NoiseMeter
 from attndeploy.parity.shape_rules import ShapeRule
-from attndeploy.parity.compare import ParityReport
 from attndeploy.rewrites import RewriteLog
 from attndeploy.settings import ExportSettings
 from attndeploy.spec import ModuleSpec
@@ -60,6 +60,7 @@ class PipelineState:
     eager: EagerRuns | None = None           # the truth, run once per shape
     output_names: list[str] = field(default_factory=list)
     output_ranks: list[int] = field(default_factory=list)
+    output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)   # at the example, by graph name
     input_name: str = "input"
     dynamic_axes: list[int] = field(default_factory=list)            # of the input
     output_axes: dict[str, tuple[int, ...]] = field(default_factory=dict)   # absent: every dim dynamic

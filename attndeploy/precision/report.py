@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from attndeploy.defaults import Tolerance
-from attndeploy.errors import first_line
-from attndeploy.parity.check import Probe
-from attndeploy.parity.compare import OutputParity, ParityReport, compare, record_backend_error
+from attndeploy.parity.check import Probe, paired_outputs
+from attndeploy.parity.compare import (
+    OutputParity,
+    ParityReport,
+    compare,
+)
 from attndeploy.precision.metrics import ErrorStats, error_stats
 from attndeploy.shapes import format_shape
-
-UNBOUNDED = Tolerance(math.inf, math.inf)   # only non-finite values fail element-wise; the cosine floor decides
 
 
 @dataclass
@@ -78,28 +78,20 @@ class ReducedParity(ParityReport):
 
 def reduced_parity(probes: Sequence[Probe], run: Callable[[np.ndarray], Sequence[np.ndarray]], names: Sequence[str],
                    backend: str, precision: str, cosine_budget: float) -> ReducedParity:
-    """`run(copy of x)` against each probe's eager outputs, in order; a raising backend fails that shape."""
-    accs = [OutputParity(n, UNBOUNDED) for n in names]
+    """`run(copy of x)` against each probe's eager outputs, in order; a raising backend fails that shape.
+
+    Element-wise only non-finite values fail (no tolerance): the cosine budget decides.
+    """
+    accs = [OutputParity(n, None) for n in names]
     stats: dict[str, ErrorStats] = {}
-    for probe in probes:
-        refs = list(probe.refs.values())
-        try:
-            gots = [np.asarray(g) for g in run(probe.x.copy())]
-        except Exception as err:  # onnxruntime's own error types: the graph cannot run at this shape
-            for acc in accs:
-                record_backend_error(acc, probe.shape, first_line(err))
-            continue
-        if len(gots) != len(refs) or len(refs) != len(accs):
-            for acc in accs:
-                record_backend_error(acc, probe.shape, f"{len(gots)} outputs, expected {len(refs)}")
-            continue
-        for acc, ref, got in zip(accs, refs, gots):
-            compare(ref, got, UNBOUNDED, probe.shape, acc)
-            if ref.shape == got.shape:
-                one = error_stats(ref, got)
-                stats[acc.name] = stats[acc.name].worse(one) if acc.name in stats else one
-    return ReducedParity(backend, UNBOUNDED, [format_shape(p.shape) for p in probes], accs, precision=precision,
+    for probe, i, ref, got in paired_outputs(probes, run, accs):
+        acc = accs[i]
+        compare(ref, got, None, probe.shape, acc)
+        if ref.shape == got.shape:
+            one = error_stats(ref, got)
+            stats[acc.name] = stats[acc.name].worse(one) if acc.name in stats else one
+    return ReducedParity(backend, None, [format_shape(p.shape) for p in probes], accs, precision=precision,
                          cosine_budget=cosine_budget, metrics=stats)
 
 
-__all__ = ["UNBOUNDED", "ReducedParity", "reduced_parity"]
+__all__ = ["ReducedParity", "reduced_parity"]

@@ -30,7 +30,7 @@ def ort_session(model: str | Path | bytes, threads: int, providers: Sequence[str
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors reach the caller as exceptions; its log line would be noise
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

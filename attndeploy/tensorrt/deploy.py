@@ -24,16 +24,27 @@ from typing import Any
 
 import onnx
 
-from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL, TRT_INT8_MIN_COSINE, Tolerance
+from attndeploy.defaults import (
+    TRT_FP16_MIN_COSINE,
+    TRT_FP16_TOL,
+    TRT_FP32_TOL,
+    TRT_INT8_MIN_COSINE,
+    Tolerance,
+)
 from attndeploy.errors import require
 from attndeploy.parity.check import Probe, compare_probes
 from attndeploy.parity.compare import ParityReport
+from attndeploy.precision.plan import graph_precision
 from attndeploy.settings import EngineSettings
 from attndeploy.shapes import format_shape
 from attndeploy.tensorrt._api import require_tensorrt
-from attndeploy.tensorrt.builder import BuildResult, build_engine, engine_path_for, read_onnx
+from attndeploy.tensorrt.builder import (
+    BuildResult,
+    build_engine,
+    engine_path_for,
+    read_onnx,
+)
 from attndeploy.tensorrt.options import BuildOptions
-from attndeploy.precision.plan import graph_precision
 from attndeploy.tensorrt.profiles import Profile, ShapeRule, derive_profile
 from attndeploy.tensorrt.runner import TensorRTRunner
 

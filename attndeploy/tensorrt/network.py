@@ -21,8 +21,8 @@ import onnx
 
 from attndeploy.errors import CheckFailed
 from attndeploy.lint.scopes import module_scope, scope_from_node_name
-from attndeploy.tensorrt._api import dims, dtype_name
 from attndeploy.precision.plan import Fp32Pin
+from attndeploy.tensorrt._api import dims, dtype_name
 from attndeploy.tensorrt.precision import apply_fp32_plan
 
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ from pathlib import Path
 import onnx
 
 from attndeploy.errors import require
-from attndeploy.tensorrt.cache import PRECISIONS
 from attndeploy.precision.plan import (
     KEEP_FP32_OPS,
     Fp32Pin,
@@ -32,6 +31,7 @@ from attndeploy.precision.plan import (
     graph_precision,
     holds_fp16,
 )
+from attndeploy.tensorrt.cache import PRECISIONS
 
 DEFAULT_WORKSPACE_MB = 2048
 STRONG_TYPING_FROM = 10  # STRONGLY_TYPED exists from TensorRT 9/10

@@ -23,8 +23,8 @@ from typing import Any
 import onnx
 
 from attndeploy.errors import require
-from attndeploy.tensorrt._api import polygraphy_log
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
+from attndeploy.tensorrt._api import polygraphy_log
 from attndeploy.tensorrt.network import ParseOnnx, PinFp32
 from attndeploy.tensorrt.options import BuildOptions, Strategy, strategy
 from attndeploy.tensorrt.profiles import Profile, model_inputs
@@ -86,7 +86,11 @@ def polygraphy_profile(profile: Profile) -> Any:
 def plan_build(onnx_bytes: bytes, model: onnx.ModelProto, profile: Profile, options: BuildOptions,
                tensorrt_major: int, source: str = "model.onnx") -> BuildPlan:
     """The loaders that build `model` (serialized as `onnx_bytes`, read from `source`) for TensorRT `tensorrt_major`."""
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, PostprocessNetwork
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        EngineBytesFromNetwork,
+        PostprocessNetwork,
+    )
 
     polygraphy_log()  # before any loader logs: Polygraphy prints to stdout otherwise
     names = list(model_inputs(model))

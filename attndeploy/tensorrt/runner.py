@@ -25,7 +25,12 @@ from attndeploy.errors import UsageError, first_line, require
 from attndeploy.runtimes.base import Runner
 from attndeploy.runtimes.feeds import InputProfile, IOSpec
 from attndeploy.tensorrt._api import current_platform, dims, dtype_name, polygraphy_log
-from attndeploy.tensorrt.cache import check_compatible, read_metadata, sidecar_path, verify_engine_bytes
+from attndeploy.tensorrt.cache import (
+    check_compatible,
+    read_metadata,
+    sidecar_path,
+    verify_engine_bytes,
+)
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -8,20 +8,11 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.cbam import CBAM, CBAMDeploy
+from tests.randomizing import randomize_gaussian
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 2, 11)]
 
 
-def randomize(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and BN statistics (running_var positive); the module is left in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.1)
-        bn = m.SpatialGate.spatial.bn
-        bn.running_mean.fill_(0.3)
-        bn.running_var.fill_(1.7)
-    return m.eval()
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -73,7 +64,7 @@ def official_cbam(x: torch.Tensor, m: CBAM, blog_bug: str = "") -> torch.Tensor:
 @pytest.mark.parametrize("kernel_size", [7, 3])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape, kernel_size):
-    m = randomize(CBAM(32, reduction=4, kernel_size=kernel_size)).double()
+    m = randomize_gaussian(CBAM(32, reduction=4, kernel_size=kernel_size)).double()
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_cbam(x, m), atol=1e-10, rtol=1e-10)
@@ -81,7 +72,7 @@ def test_reference_matches_official_formula(shape, kernel_size):
 
 @pytest.mark.parametrize("bug", ["max_of_avg", "double_sigmoid"])
 def test_blog_bugs_are_not_reproduced(bug):
-    m = randomize(CBAM(32, reduction=4)).double()
+    m = randomize_gaussian(CBAM(32, reduction=4)).double()
     x = torch.randn(2, 32, 9, 13, dtype=torch.float64)
     with torch.no_grad():
         assert (m(x) - official_cbam(x, m, blog_bug=bug)).abs().max() > 1e-3
@@ -137,7 +128,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize(CBAM(64))
+    ref = randomize_gaussian(CBAM(64))
     dep = CBAMDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

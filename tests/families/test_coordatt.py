@@ -7,19 +7,11 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.coordatt import CoordAtt, CoordAttDeploy
+from tests.randomizing import randomize_gaussian
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
 
 
-def randomize(m: CoordAtt, seed: int = 0) -> CoordAtt:
-    """Random weights and BN statistics (running_var positive); the module is left in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.1)
-        m.bn1.running_mean.copy_(torch.randn(m.mip, generator=g) * 0.3)
-        m.bn1.running_var.copy_(torch.rand(m.mip, generator=g) + 0.5)
-    return m.eval()
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -51,14 +43,14 @@ def official_coordatt(x: torch.Tensor, m: CoordAtt) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape):
-    m = randomize(CoordAtt(32, reduction=2)).double()  # mip = 16
+    m = randomize_gaussian(CoordAtt(32, reduction=2)).double()  # mip = 16
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_coordatt(x, m), atol=1e-10, rtol=1e-10)
 
 
 def test_h_and_w_gates_are_not_swapped():
-    m = randomize(CoordAtt(32, reduction=2)).double()
+    m = randomize_gaussian(CoordAtt(32, reduction=2)).double()
     x = torch.randn(1, 32, 5, 9, dtype=torch.float64)
     with torch.no_grad():
         swapped = CoordAtt(32, reduction=2).double().eval()
@@ -110,7 +102,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize(CoordAtt(64))
+    ref = randomize_gaussian(CoordAtt(64))
     dep = CoordAttDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()
@@ -121,7 +113,7 @@ def test_deploy_equals_reference(shape):
 
 def test_deploy_equals_reference_in_training_mode():
     """BN batch statistics see the H and W positions together in both."""
-    ref = randomize(CoordAtt(64)).train()
+    ref = randomize_gaussian(CoordAtt(64)).train()
     dep = CoordAttDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.train()

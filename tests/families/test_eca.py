@@ -7,16 +7,11 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.eca import ECA, ECADeploy
+from tests.randomizing import randomize_gaussian
 
 SHAPES = [(2, 64, 9, 13), (1, 64, 7, 5), (3, 64, 1, 6)]
 
 
-def randomize(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.1)
-    return m
 
 
 def official_eca(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -39,7 +34,7 @@ def official_eca(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape, bias):
-    m = randomize(ECA(256, bias=bias)).double().eval()  # k = 5
+    m = randomize_gaussian(ECA(256, bias=bias)).double().eval()  # k = 5
     x = torch.randn((shape[0], 256, *shape[2:]), dtype=torch.float64)
     expected = official_eca(x, m.conv.weight, m.conv.bias)
     torch.testing.assert_close(m(x), expected, atol=1e-10, rtol=1e-10)
@@ -84,7 +79,7 @@ def test_invalid_arguments(kwargs, fragment):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape, bias):
-    ref = randomize(ECA(64, bias=bias)).eval()
+    ref = randomize_gaussian(ECA(64, bias=bias)).eval()
     dep = ECADeploy(64, bias=bias)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -8,6 +8,7 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.gc import ContextBlock, ContextBlockDeploy
+from tests.randomizing import randomize_signed
 
 GC = dict(channels=64, ratio=1 / 8, pooling_type="att", fusion_types=("channel_add",))
 GCNET = dict(channels=64, ratio=1 / 4, pooling_type="att", fusion_types=("channel_add", "channel_mul"))
@@ -15,15 +16,6 @@ AVG_MUL = dict(channels=32, ratio=1 / 4, pooling_type="avg", fusion_types=("chan
 CONFIGS = [GC, GCNET, AVG_MUL]
 
 
-def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter random and non-zero (the official init zeroes the last convs); eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            fan_in = p[0].numel() if p.dim() == 4 else 1
-            p.copy_((torch.rand(p.shape, generator=g) + 0.2) * torch.sign(torch.randn(p.shape, generator=g))
-                    / fan_in ** 0.5)
-    return m.eval()
 
 
 def transform_formula(seq: nn.Sequential, ctx: torch.Tensor) -> torch.Tensor:
@@ -57,7 +49,7 @@ def gc_formula(m: ContextBlock, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=["gc", "gcnet", "avg_mul"])
 def test_matches_official_formula_float64(kwargs):
-    m = randomize(ContextBlock(**kwargs)).double()
+    m = randomize_signed(ContextBlock(**kwargs)).double()
     for i, (h, w) in enumerate([(9, 7), (5, 13), (1, 1)]):
         x = torch.randn(2, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         with torch.no_grad():
@@ -116,7 +108,7 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=["gc", "gcnet", "avg_mul"])
 @pytest.mark.parametrize("n,h,w", [(1, 56, 56), (2, 41, 29), (3, 20, 71)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize(ContextBlock(**kwargs), seed=1)
+    ref = randomize_signed(ContextBlock(**kwargs), seed=1)
     dep = ContextBlockDeploy(**kwargs)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -8,6 +8,7 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.nonlocal_block import NonLocalBlock, NonLocalBlockDeploy
+from tests.randomizing import randomize_signed
 
 CONFIGS = [
     dict(channels=64),
@@ -17,19 +18,6 @@ CONFIGS = [
 IDS = ["default", "sub_sample", "sub_sample_no_bn"]
 
 
-def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter and BN statistic random and non-zero (the official init zeroes W); eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            p.copy_((torch.rand(p.shape, generator=g) + 0.2) * torch.sign(torch.randn(p.shape, generator=g))
-                    / fan_in ** 0.5)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
-    return m.eval()
 
 
 def conv1x1(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
@@ -69,7 +57,7 @@ def nonlocal_formula(m: NonLocalBlock, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
 def test_matches_official_formula_float64(kwargs):
-    m = randomize(NonLocalBlock(**kwargs)).double()
+    m = randomize_signed(NonLocalBlock(**kwargs)).double()
     for i, (h, w) in enumerate([(9, 7), (4, 11), (2, 3)]):
         x = torch.randn(2, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         with torch.no_grad():
@@ -107,7 +95,7 @@ def test_official_init_is_identity(kwargs):
 
 
 def test_sub_sample_floors_odd_sizes():
-    m = randomize(NonLocalBlock(16, sub_sample=True))
+    m = randomize_signed(NonLocalBlock(16, sub_sample=True))
     seen = []
     m.phi.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
     with torch.no_grad():
@@ -128,7 +116,7 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
 @pytest.mark.parametrize("n,h,w", [(1, 28, 28), (2, 13, 9), (3, 10, 21)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize(NonLocalBlock(**kwargs), seed=1)
+    ref = randomize_signed(NonLocalBlock(**kwargs), seed=1)
     dep = NonLocalBlockDeploy(**kwargs)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -7,16 +7,11 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.scse import SCSE, SCSEDeploy
+from tests.randomizing import randomize_gaussian
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
 
 
-def randomize(m: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.1)
-    return m
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -40,7 +35,7 @@ def official_scse(x: torch.Tensor, m: SCSE) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape):
-    m = randomize(SCSE(32, reduction=4)).double().eval()
+    m = randomize_gaussian(SCSE(32, reduction=4)).double().eval()
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_scse(x, m), atol=1e-10, rtol=1e-10)
@@ -48,7 +43,7 @@ def test_reference_matches_official_formula(shape):
 
 def test_both_branches_contribute_additively():
     """Guards against dropping a branch or combining them by max / in sequence."""
-    m = randomize(SCSE(32, reduction=4)).double().eval()
+    m = randomize_gaussian(SCSE(32, reduction=4)).double().eval()
     x = torch.randn(2, 32, 6, 7, dtype=torch.float64)
     with torch.no_grad():
         out, c, s = m(x), m.cSE(x), m.sSE(x)
@@ -89,7 +84,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize(SCSE(64)).eval()
+    ref = randomize_gaussian(SCSE(64)).eval()
     dep = SCSEDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -11,21 +11,7 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.sk import SelectiveKernel, SelectiveKernelDeploy
-
-
-def randomize(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter and BN statistic random and non-zero; eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            p.copy_((torch.rand(p.shape, generator=g) + 0.2) * torch.sign(torch.randn(p.shape, generator=g))
-                    / fan_in ** 0.5)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
-    return m.eval()
+from tests.randomizing import randomize_signed
 
 
 def bn(t: torch.Tensor, b: nn.BatchNorm2d) -> torch.Tensor:
@@ -76,7 +62,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("kwargs,shapes", CONFIGS)
 def test_matches_official_formula_float64(kwargs, shapes):
-    m = randomize(SelectiveKernel(**kwargs)).double()
+    m = randomize_signed(SelectiveKernel(**kwargs)).double()
     for i, shape in enumerate(shapes):
         x = torch.randn(shape, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         with torch.no_grad():
@@ -107,7 +93,7 @@ def test_branch_dilations_follow_official_layout():
 
 
 def test_softmax_is_across_branches_not_channels():
-    m = randomize(SelectiveKernel(64, num_branches=3))
+    m = randomize_signed(SelectiveKernel(64, num_branches=3))
     seen = []
     m.softmax.register_forward_hook(lambda mod, args, out: seen.append(out))
     with torch.no_grad():
@@ -120,7 +106,7 @@ def test_softmax_is_across_branches_not_channels():
 
 @pytest.mark.parametrize("cls", [SelectiveKernel, SelectiveKernelDeploy])
 def test_batch_of_one_keeps_batch_axis_and_matches_batched(cls):
-    m = randomize(cls(64))
+    m = randomize_signed(cls(64))
     x = torch.randn(3, 64, 7, 9)
     with torch.no_grad():
         full = m(x)
@@ -131,7 +117,7 @@ def test_batch_of_one_keeps_batch_axis_and_matches_batched(cls):
 
 @pytest.mark.parametrize("cls", [SelectiveKernel, SelectiveKernelDeploy])
 def test_no_fixed_device_or_dtype_accumulators(cls):
-    m = randomize(cls(64)).double()
+    m = randomize_signed(cls(64)).double()
     with torch.no_grad():
         assert m(torch.randn(1, 64, 5, 5, dtype=torch.float64)).dtype == torch.float64
     meta = cls(64).eval().to("meta")
@@ -160,7 +146,7 @@ def test_constructor_args_stored():
 @pytest.mark.parametrize("kwargs", [c[0] for c in CONFIGS])
 @pytest.mark.parametrize("shape", [(1, 0, 56, 56), (2, 0, 13, 9), (3, 0, 1, 1)])
 def test_deploy_twin_equals_reference(kwargs, shape):
-    ref = randomize(SelectiveKernel(**kwargs))
+    ref = randomize_signed(SelectiveKernel(**kwargs))
     dep = SelectiveKernelDeploy(**kwargs)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -14,25 +14,29 @@ from __future__ import annotations
 from attndeploy.errors import CheckFailed
 from attndeploy.parity.determinism import check_repeat, check_threads
 from attndeploy.parity.noise import NoiseMeter
-from attndeploy.parity.shape_rules import ShapeRule, discover_rule
+from attndeploy.parity.shape_rules import ShapeRule, discover_rule, witness
 from attndeploy.pipeline.state import PipelineState
 from attndeploy.shapes import format_shape
 from attndeploy.usercode import calling_user_code
 
 
 def _declared(state: PipelineState) -> ShapeRule | None:
-    return state.spec.rule if state.spec is not None else None
+    """The registry's rule, or the family's (a detector's stride, with the one probe that shows it)."""
+    assert state.eager is not None
+    if state.spec is not None:
+        return state.spec.rule
+    stride = state.adapter.hw_multiple if state.adapter is not None else 1
+    if stride <= 1:
+        return None
+    shown = witness(state.eager.run, state.shape)
+    return ShapeRule(stride, evidence=(f"the model's stride is {stride}", *((shown,) if shown else ())))
 
 
 def evidence(state: PipelineState) -> None:
     assert state.eager is not None and state.truth is not None
     shape = state.shape
     with calling_user_code(f"{state.name}'s forward"):
-        rule = discover_rule(state.eager.run, shape, _declared(state))
-        if state.adapter is not None and state.adapter.hw_multiple > rule.multiple and rule.fixed is None:
-            rule = ShapeRule(state.adapter.hw_multiple, rule.min_hw, rule.square, None, rule.batch,
-                             (*rule.evidence, f"the model's stride is {state.adapter.hw_multiple}"))
-        state.rule = rule
+        rule = state.rule = discover_rule(state.eager.run, shape, _declared(state))
         state.log(f"shape rule: {rule.describe()}")
         if state.settings.dynamic:
             state.dynamic_axes = rule.dynamic_axes(len(shape))

@@ -17,11 +17,19 @@ from attndeploy.defaults import ONNX_TOL, ORT_PROVIDERS, Tolerance
 from attndeploy.errors import CheckFailed, UsageError, first_line
 from attndeploy.localise import localise_divergence
 from attndeploy.parity.check import EagerFailed, Probe, compare_probes
-from attndeploy.parity.noise import NOISE_MULTIPLE, RELATIVE_FLOOR, channel_atol
+from attndeploy.parity.noise import (
+    ABSOLUTE_FLOOR,
+    NOISE_MULTIPLE,
+    RELATIVE_FLOOR,
+    channel_atol,
+)
 from attndeploy.parity.shape_rules import shape_list
 from attndeploy.pipeline.stages.simplify import fp32_graph
 from attndeploy.pipeline.state import Graph, PipelineState
-from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner, check_backend_installed
+from attndeploy.runtimes.onnxruntime_runner import (
+    OnnxRuntimeRunner,
+    check_backend_installed,
+)
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.usercode import calling_user_code
 
@@ -50,22 +58,23 @@ def tolerance(state: PipelineState, given: bool = True) -> tuple[Tolerance | Non
         tol = Tolerance(ONNX_TOL.atol if settings.atol is None else settings.atol,
                         ONNX_TOL.rtol if settings.rtol is None else settings.rtol)
         return tol, None, "given"
-    scalar = state.spec.onnx_tol if state.spec is not None else None
+    spec = state.spec
+    scalar = spec.onnx_tol if spec is not None else None
     meter = state.noise
     assert state.eager is not None
     if meter is None or not meter.measure(state.eager.probe(state.shape)).channels:
-        if scalar is not None:
-            return scalar, None, f"measured for {state.spec.name} (registry)"
+        if spec is not None:
+            return spec.onnx_tol, None, f"measured for {spec.name} (registry)"
         return ONNX_TOL, None, "default (the model's fp32 noise could not be measured)"
 
     def per_probe(probe: Probe) -> dict[str, np.ndarray]:
         return dict(zip(state.output_names, channel_atol(meter.measure(probe)).values()))
 
     how = (f"{NOISE_MULTIPLE:g} x the fp32 noise per channel at each input, at least {RELATIVE_FLOOR:g} x the "
-           "channel's largest value")
-    if scalar is None:
+           f"channel's largest value and {ABSOLUTE_FLOOR:g}")
+    if spec is None:
         return None, per_probe, how
-    return scalar, per_probe, how + f", and the registry's measured {state.spec.name} tolerance"
+    return scalar, per_probe, how + f", and the registry's measured {spec.name} tolerance"
 
 
 def _probes(state: PipelineState, shapes: list[Shape]) -> None:

@@ -13,13 +13,13 @@ from torch import nn
 
 from attndeploy.adapters import adapter_for
 from attndeploy.convert import swap_to_deploy
+from attndeploy.copying import private_copy
 from attndeploy.errors import UsageError, first_line, require
 from attndeploy.fileio import check_output_file
 from attndeploy.loading import load_weights
 from attndeploy.parity.check import EagerRuns, eager_outputs
 from attndeploy.parity.inputs import plan_inputs
 from attndeploy.pipeline.state import PipelineState
-from attndeploy.copying import private_copy
 from attndeploy.settings import ExportSettings
 from attndeploy.settings_checks import source_label
 from attndeploy.shapes import Shape, format_shape
@@ -111,8 +111,9 @@ def prepare(state: PipelineState) -> None:
             f"{len(names)}: {names}")
     state.output_names = names
     state.output_ranks = [o.ndim for o in outputs.values()]
+    state.output_shapes = {n: tuple(o.shape) for n, o in zip(names, outputs.values())}
     if settings.deploy_twins:
         state.deploy, state.swaps = swap_to_deploy(truth)
         state.log(f"{state.name}: swapped {len(state.swaps)} module(s) for deploy twins")
     else:
-        state.deploy = truth
+        state.deploy = private_copy(truth)  # later eager runs of the truth must not change what is exported

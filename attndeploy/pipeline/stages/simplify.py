@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import onnx
 
+from attndeploy.exporting.output_dims import pin_static_output_dims
 from attndeploy.exporting.simplify import simplify as simplify_model
 from attndeploy.lowering.deformconv import PLUGIN_DOMAIN, plugin_nodes_to_onnx
 from attndeploy.pipeline.state import Graph, PipelineState
 
 
 def fp32_graph(state: PipelineState, proto: onnx.ModelProto) -> Graph:
-    """The fp32 `Graph` of `proto` (runnable: plugin nodes swapped for standard ops)."""
+    """The fp32 `Graph` of `proto` (runnable: plugin nodes swapped for standard ops).
+
+    Output dims the adapter did not declare dynamic (a YOLO's 4 + nc axis) are pinned to their
+    size where the exporter left a symbol (`exporting.output_dims`).
+    """
+    if state.output_axes:
+        for note in pin_static_output_dims(proto, state.output_axes, state.output_shapes):
+            state.log(note)
     has_plugins = any(n.domain == PLUGIN_DOMAIN for n in proto.graph.node)
     runnable = plugin_nodes_to_onnx(proto).SerializeToString() if has_plugins else proto.SerializeToString()
     return Graph("fp32", proto, state.settings.resolved_out_path(state.name), runnable)

@@ -7,7 +7,10 @@ from pathlib import Path
 from attndeploy.defaults import FILE_BACKENDS, ORT_PROVIDERS, TENSORRT_BACKEND
 from attndeploy.errors import require, unknown_name
 from attndeploy.runtimes.base import Runner
-from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner, check_backend_installed
+from attndeploy.runtimes.onnxruntime_runner import (
+    OnnxRuntimeRunner,
+    check_backend_installed,
+)
 from attndeploy.tensorrt.runner import TensorRTRunner
 
 
