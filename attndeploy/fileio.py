@@ -4,7 +4,7 @@
   is a `UsageError` before any work; the probe leaves no file behind.
 - `write_bytes_atomic` / `write_json_atomic`: data goes to `temp_path(final)` in the target
   folder, then is renamed over `final`.
-- Temporary files are named ``.NAME.<pid>-XXXXXXXX.tmp``: a run that was killed (SIGKILL)
+- Temporary files are named ``.NAME.<pid>-<random>.tmp``: a run that was killed (SIGKILL)
   leaves one, and the next `temp_path` / `ensure_writable_dir` in that folder removes
   those whose writer process no longer exists (`remove_stale_temps`).
 - This process remembers the folders `ensure_writable_dir` created and the temp files it
@@ -181,7 +181,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:
-    """Remove this user's ``.NAME.<pid>-XXXX.tmp`` files in `directory` whose writer process is gone."""
+    """Remove this user's ``.NAME.<pid>-<random>.tmp`` files in `directory` whose writer process is gone."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
@@ -200,7 +200,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
 
 
 def temp_path(final: Path) -> Path:
-    """A unique hidden temporary path beside `final` (``.NAME.<pid>-XXXX.tmp``), created empty.
+    """A unique hidden temporary path beside `final` (``.NAME.<pid>-<random>.tmp``), created empty.
 
     Stale temp files of dead writers in that folder are removed first.
     """

@@ -37,7 +37,7 @@ from attndeploy.registry import create, get_spec
 from attndeploy.runtimes.onnxruntime_runner import available_providers
 from attndeploy.runtimes.torch_runner import TorchRunner
 from attndeploy.settings import EngineSettings, ExportSettings
-from attndeploy.tensorrt._api import require_tensorrt
+from attndeploy.tensorrt._api import tensorrt_unavailable
 from attndeploy.weights import randomize_
 
 Stage = dict[str, Any]
@@ -61,14 +61,6 @@ def _eager_cuda(model: torch.nn.Module, probes: list[Probe], dtype: torch.dtype)
         parity = compare_probes(probes, lambda x: list(runner.infer({"input": x}).values()), list(probes[0].refs),
                                 tol, runner.name)
     return _stage(parity, cosine)
-
-
-def _tensorrt_missing() -> str | None:
-    try:
-        require_tensorrt()
-    except UsageError as err:
-        return str(err)
-    return None
 
 
 def _export(model: torch.nn.Module, name: str, workdir: Path, **options: Any) -> ExportResult:
@@ -126,7 +118,7 @@ def selftest(names: list[str], gpu: bool, log: Callable[[str], None]) -> dict[st
     cuda = torch.cuda.is_available()
     if gpu:
         require(cuda, "--gpu needs a CUDA device", "torch.cuda.is_available() is True", "False")
-    trt_missing = _tensorrt_missing() if cuda else "no CUDA device"
+    trt_missing = tensorrt_unavailable() if cuda else "no CUDA device"
     results: dict[str, dict[str, Stage]] = {}
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 parity needs TF32 off

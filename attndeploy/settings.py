@@ -147,15 +147,6 @@ class ExportSettings:
         """A copy with `changes` applied and validated again."""
         return dataclasses.replace(self, **changes)
 
-    @property
-    def label(self) -> str:
-        """The result's name: `name`, else the registry name or source string, else the class name."""
-        if self.name:
-            return self.name
-        if isinstance(self.source, str):
-            return check.source_label(self.source)
-        return type(self.source).__name__.lower()
-
     def resolved_out_path(self, name: str) -> Path:
         """Where the model goes once its name is known: `out_path`, else `<out_dir or models/name>/<name>.onnx`."""
         if self.out_path is not None:

@@ -134,7 +134,7 @@ def fraction(value: Any, option: str) -> float:
 
 def patterns(values: Any, option: str) -> tuple[str, ...]:
     if isinstance(values, str):
-        values = [p for p in values.split(",")]
+        values = values.split(",")
     require(isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values),
             f"{option} must be module-path patterns", "e.g. ['model.9.*', '*.softmax']", _show(values))
     cleaned = tuple(v.strip() for v in values if v.strip())

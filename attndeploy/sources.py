@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from attndeploy.errors import require
-from attndeploy.limits import check_module_bytes
+from attndeploy.limits import check_module_bytes, check_tensor_bytes
 from attndeploy.loading import load_model, load_weights
 from attndeploy.registry import all_specs, create, get_spec, list_modules
 from attndeploy.settings_checks import source_label
@@ -88,6 +88,15 @@ def resolve_source(source: nn.Module | str, kwargs: Mapping[str, Any], weights: 
         model = _ultralytics_source(source, kwargs, weights, seed, custom_modules, trust_checkpoint)
         return Source(name or source_label(source), model, None)
     return Source(name or source_label(source), load_model(source, dict(kwargs), weights), None)
+
+
+def default_example(spec: ModuleSpec, model: nn.Module) -> Shape:
+    """A registry module's example shape, with the channels `model` was built with (`UsageError` past the memory
+    limit)."""
+    n, c, h, w = spec.example_shape
+    shape = (n, int(getattr(model, "channels", c)), h, w)
+    check_tensor_bytes(shape, f"{spec.name}'s example input {format_shape(shape)}")
+    return shape
 
 
 def check_image_input(model: nn.Module, shape: Shape) -> None:

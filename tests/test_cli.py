@@ -46,6 +46,15 @@ def test_kwargs_and_input_override(tmp_path, capsys):
     assert report["input_shape"] == [2, 32, 17, 9] and report["parity"]["passed"]
 
 
+def test_zoo_recipe_prints_one_json_object(tmp_path, capsys):
+    recipe = tmp_path / "zoo.toml"
+    recipe.write_text(f"[zoo]\nmodules = ['se']\nout = '{tmp_path.as_posix()}'\ndynamic = false\n")
+    assert main(["export", "--recipe", str(recipe), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and [r["name"] for r in report["results"]] == ["se"]
+    assert report["results"][0]["onnx"] == str(tmp_path / "se" / "se.onnx")
+
+
 @pytest.mark.parametrize("exporter,opset", [("torchscript", 18), ("dynamo", 18), ("auto", 16)])
 def test_exporter_choice_is_honoured(exporter, opset, tmp_path, capsys):
     assert main(["export", "eca", "--exporter", exporter, "--opset", str(opset), "--out", str(tmp_path),

@@ -376,7 +376,7 @@ class SharedMLP(nn.Module):
 @pytest.mark.parametrize("exporter", EXPORTERS)
 def test_nodes_map_to_module_paths_across_the_call_stack(tmp_path: Path, exporter: str) -> None:
     from attndeploy.lint.scopes import short_name
-    from attndeploy.localise.eager import record_events
+    from attndeploy.module_events import record_events
 
     assert (short_name("gate.mlp.0"), short_name("gate.mlp"), short_name("layer3.1.0")) == ("mlp.0", "mlp", "layer3.1.0")
     model = SharedMLP().eval()

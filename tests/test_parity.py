@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import attndeploy
-from attndeploy.parity import OutputParity, compare
+from attndeploy.parity import OutputParity, Probe, compare, compare_probes
 from attndeploy.registry import Tolerance
 
 TOL = Tolerance(1e-4, 1e-3)
@@ -27,6 +27,23 @@ def test_element_fails_only_past_both_atol_and_rtol():
 def test_nan_and_shape_mismatch_fail():
     assert not fold([1.0, 2.0], [1.0, np.nan]).passed
     assert not fold([1.0, 2.0], [1.0]).passed
+
+
+def test_an_output_without_a_measured_noise_still_has_a_rule():
+    ref = np.ones((1, 2, 3), np.float32)
+    probes = [Probe((1, 2, 3), ref.copy(), {"output": ref})]
+    per_channel = {"output": np.full(2, 1e-3)}
+    for atols, off in (({}, 2e-3), (per_channel, 2e-3), ({}, 5e-4), (per_channel, 5e-4)):
+        report = compare_probes(probes, lambda x, off=off: [ref + off], ["output"], None, "b", lambda p, a=atols: a)
+        assert report.passed == (off < 1e-3), (atols, off)  # ONNX_TOL (atol 1e-4, rtol 1e-3) where no noise was measured
+    assert report.outputs[0].rule() == "atol 0.001..0.001 per channel"
+
+
+def test_the_per_channel_atol_range_spans_every_shape():
+    acc = OutputParity("y")
+    for shape, atol in (((1, 2), [1e-5, 2e-5]), ((2, 2), [3e-5, 4e-5])):
+        compare(np.zeros(shape, np.float32), np.zeros(shape, np.float32), None, shape, acc, np.array(atol))
+    assert acc.channel_atol == [1e-5, 4e-5] and acc.rule() == "atol 1e-05..4e-05 per channel"
 
 
 def test_worst_element_is_located():
@@ -68,3 +85,15 @@ def test_report_names_output_shape_and_magnitude(tmp_path):
     res = attndeploy.export(Drifts(), (1, 3, 8, 8), tmp_path / "d.onnx", opset=17)
     assert not res.passed
     assert res.parity.failure_message().startswith("output 'output' differs at 1x3x8x8, 2x3x7x5")
+
+
+def test_an_output_that_is_not_a_tensor_is_dropped_with_a_note(tmp_path):
+    class WithAux(torch.nn.Module):
+        def forward(self, x):
+            return {"logits": x.mean((2, 3)), "aux": None}
+
+    lines: list[str] = []
+    res = attndeploy.export(WithAux(), (1, 3, 8, 8), tmp_path / "a.onnx", opset=17, log=lines.append)
+    assert res.passed and [o.name for o in res.parity.outputs] == ["logits"]
+    assert "aux: NoneType dropped (not a tensor, so not a graph output)" in res.notes
+    assert any(line.endswith("aux: NoneType dropped (not a tensor, so not a graph output)") for line in lines)

@@ -176,7 +176,11 @@ def test_baked_anchor_export_is_caught(tmp_path: Path, v8n: nn.Module) -> None:
 
 
 def test_detection_comparison_and_threshold() -> None:
-    from attndeploy.adapters.ultralytics_task import choose_conf, compare_detections
+    from attndeploy.adapters.ultralytics_task import (
+        choose_conf,
+        compare_detections,
+        matched_pairs,
+    )
 
     a = torch.tensor([[10.0, 10.0, 50.0, 60.0, 0.9, 3.0], [100.0, 100.0, 150.0, 180.0, 0.5, 7.0]])
     assert compare_detections(a, a.flip(0)) == (None, 1.0)
@@ -188,6 +192,8 @@ def test_detection_comparison_and_threshold() -> None:
     swapped[0, 5] = 4.0
     assert compare_detections(a, swapped)[0] == "the classes differ"
     assert compare_detections(a, a[:1])[0] == "2 eager detections vs 1 in the graph"
+    assert matched_pairs(a, moved) == 2 and matched_pairs(a, swapped) == 1 and matched_pairs(a, a[:0]) == 0
+    assert matched_pairs(a, torch.cat([a[:1], a[:1]])) == 1     # a graph box matches one eager box only
     pred = torch.zeros((1, 84, 400))
     pred[0, 0] = torch.arange(400) * 50.0                     # boxes far apart: no NMS interplay
     pred[0, 2:4] = 10.0

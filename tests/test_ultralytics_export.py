@@ -31,6 +31,8 @@ SHAPES_ARG = ",".join("x".join(map(str, s)) for s in SHAPES)
 EXAMPLE = 320
 BUILT_IN = ("yolov8n", "yolo11n", "yolo12n")   # YAMLs ultralytics ships: the CLI takes their names
 CLI_DEFAULT = ("yolov8n-cbam", "yolo11n")
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("detectors")

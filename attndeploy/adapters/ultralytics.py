@@ -109,7 +109,7 @@ def fit_imgsz(settings: ExportSettings, stride: int) -> tuple[int, tuple[int, in
 
 def _set_heads(net: Any, dynamic: bool, imgsz: tuple[int, int]) -> list[str]:
     """Heads in export mode as ultralytics' exporter sets them (format onnx, nms off); returns notes."""
-    detect_like = _detect_like()
+    detect_like, export_only = _detect_like(), _export_only_heads()
     notes: list[str] = []
     available = sum(int(imgsz[0] / s) * int(imgsz[1] / s) for s in net.stride.tolist())
     m: Any
@@ -125,7 +125,7 @@ def _set_heads(net: Any, dynamic: bool, imgsz: tuple[int, int]) -> list[str]:
             anchors = ("dynamic anchors (rebuilt from each input's H, W)" if dynamic
                        else f"anchors baked for {imgsz[0]}x{imgsz[1]} (static export)")
             notes.append(f"{type(m).__name__} head {path}: export mode, {anchors}, format 'onnx'")
-        elif isinstance(m, _export_only_heads()):
+        elif isinstance(m, export_only):
             m.export, m.format = True, "onnx"
             notes.append(f"{type(m).__name__} head {path}: export mode")
     return notes
@@ -169,7 +169,8 @@ def outputs_of(net: Any) -> tuple[list[str], dict[str, tuple[int, ...]], str]:
     return names, axes, desc
 
 
-def _channels(net: Any) -> int:
+def channels_of(net: Any) -> int:
+    """The input channels the model's YAML declares (3 when it says nothing)."""
     yaml = getattr(net, "yaml", None)
     return int(yaml.get("channels", 3)) if isinstance(yaml, dict) else 3
 
@@ -188,7 +189,7 @@ def metadata_for(net: Any, names: dict[int, str], imgsz: tuple[int, int], batch:
         "author": "attndeploy", "date": datetime.now().astimezone().isoformat(), "version": ultralytics.__version__,
         "exporter": "attndeploy", "attndeploy": __version__, "stride": int(max(net.stride)),
         "task": getattr(net, "task", None) or "detect", "head": type(last).__name__, "batch": batch,
-        "imgsz": list(imgsz), "names": names, "channels": _channels(net),
+        "imgsz": list(imgsz), "names": names, "channels": channels_of(net),
         "end2end": bool(getattr(net, "end2end", False)),
         "args": {"batch": batch, "dynamic": settings.dynamic, "half": False, "int8": False, "nms": False,
                  "opset": settings.opset, "simplify": settings.simplify, "imgsz": list(imgsz)},
@@ -244,14 +245,14 @@ class UltralyticsAdapter:
         output_names, output_axes, desc = outputs_of(net)
         notes.append(f"input images (batch, 3, H, W), H and W multiples of {stride}; output0 {desc}"
                      + ("; output1 mask prototypes (batch, 32, H/4, W/4)" if len(output_names) > 1 else ""))
-        channels = _channels(net)
+        channels = channels_of(net)
         from attndeploy.adapters.ultralytics_task import task_checker
 
         return Prepared(
             model=net, family=self.family, notes=notes, input_name=INPUT, output_names=output_names,
             output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
             example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings),
-            name=model_name(net), task=task, task_check=task_checker(task, imgsz, stride),
+            name=model_name(net), task=task, task_check=task_checker(task, imgsz),
             engine_shapes=engine_profile((batch, channels, *imgsz), stride))
 
 
@@ -274,5 +275,5 @@ def check_ultralytics_installed() -> None:
                          "ImportError", "pip install ultralytics") from err
 
 
-__all__ = ["UltralyticsAdapter", "class_names", "engine_profile", "is_ultralytics_model", "metadata_for",
+__all__ = ["UltralyticsAdapter", "channels_of", "class_names", "engine_profile", "is_ultralytics_model", "metadata_for",
            "model_name", "outputs_of", "unwrap"]

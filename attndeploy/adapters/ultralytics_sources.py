@@ -185,7 +185,7 @@ def _calibration_batches(channels: int, size: int, seed: int) -> list[torch.Tens
         return [noise]
     from attndeploy.adapters.ultralytics_task import letterboxed_images
 
-    return [torch.from_numpy(letterboxed_images((size, size), 32).copy()), noise]
+    return [torch.from_numpy(letterboxed_images((size, size)).copy()), noise]
 
 
 @torch.no_grad()
@@ -198,6 +198,7 @@ def random_weights_(model: Any, seed: int = 0, size: int = 640) -> Any:
     of unit scale for both kinds of input; then the heads' ultralytics bias init (`Detect.bias_init`: class logits near
     log(5 / nc / (640 / stride)^2)), so scores look like an untrained detector's: few confident boxes.
     """
+    from attndeploy.adapters.ultralytics import channels_of
     from attndeploy.weights import randomize_
 
     frozen = {k: v.detach().clone() for k, v in model.named_parameters() if not v.requires_grad}
@@ -210,7 +211,7 @@ def random_weights_(model: Any, seed: int = 0, size: int = 640) -> Any:
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the calibration batches
-    channels = int(model.yaml.get("channels", 3)) if isinstance(getattr(model, "yaml", None), dict) else 3
+    channels = channels_of(model)
     was_training = model.training
     model.train()
     try:

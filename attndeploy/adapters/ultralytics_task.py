@@ -1,6 +1,6 @@
 """Detection-level parity for ultralytics models: eager vs the graph on the images ultralytics ships, after NMS.
 
-    check = task_checker("detect", (640, 640), 32)
+    check = task_checker("detect", (640, 640))
     result = check(eager_model, onnx_bytes, "images")   # -> TaskCheck("detections", passed, message, details)
 
 Both sides see the same batch: `bus.jpg` and `zidane.jpg` from `ultralytics/assets`,
@@ -56,13 +56,13 @@ REDUCED_AGREEMENT = 0.9
 
 
 @functools.lru_cache(maxsize=4)
-def letterboxed_images(imgsz: tuple[int, int], stride: int) -> np.ndarray:
+def letterboxed_images(imgsz: tuple[int, int]) -> np.ndarray:
     """`IMAGES` letterboxed to `imgsz` (H, W) as ultralytics' predictor does: (2, 3, H, W) float32 RGB in [0, 1]."""
     import cv2
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils import ASSETS
 
-    boxer = LetterBox(new_shape=imgsz, auto=False, stride=stride)
+    boxer = LetterBox(new_shape=imgsz, auto=False)  # exactly imgsz (a stride matters only with auto=True)
     batch = []
     for name in IMAGES:
         image = cv2.imread(str(Path(ASSETS) / name))
@@ -152,45 +152,45 @@ def _iou(a: torch.Tensor, b: torch.Tensor, rotated: bool) -> torch.Tensor:
     return box_iou(a[:, :4].double(), b[:, :4].double())
 
 
+def greedy_matches(eager: torch.Tensor, graph: torch.Tensor, min_iou: float,
+                   rotated: bool = False) -> list[tuple[int, float]]:
+    """(eager index, IoU with its best untaken graph box of the same class, -1 if none) per eager detection (n, 6+),
+    by descending eager score; a graph box is taken when that IoU reaches `min_iou`."""
+    if len(eager) == 0 or len(graph) == 0:
+        return [(i, -1.0) for i in range(len(eager))]
+    iou = _iou(eager, graph, rotated)
+    iou[eager[:, 5].long()[:, None] != graph[:, 5].long()[None, :]] = -1.0
+    taken = torch.zeros(len(graph), dtype=torch.bool)
+    matches = []
+    for i in eager[:, 4].argsort(descending=True).tolist():
+        row = iou[i].masked_fill(taken, -1.0)
+        j = int(row.argmax())
+        taken[j] = bool(row[j] >= min_iou)
+        matches.append((i, float(row[j])))
+    return matches
+
+
 def compare_detections(eager: torch.Tensor, graph: torch.Tensor, rotated: bool = False) -> tuple[str | None, float]:
     """(why they differ or None, the smallest matched IoU) for one image's detections (n, 6+) each."""
     if len(eager) != len(graph):
         return f"{len(eager)} eager detections vs {len(graph)} in the graph", 0.0
     if len(eager) == 0:
         return None, 1.0
-    ce, cg = eager[:, 5].long(), graph[:, 5].long()
-    if sorted(ce.tolist()) != sorted(cg.tolist()):
+    if sorted(eager[:, 5].long().tolist()) != sorted(graph[:, 5].long().tolist()):
         return "the classes differ", 0.0
-    iou = _iou(eager, graph, rotated)
-    iou[ce[:, None] != cg[None, :]] = -1.0
-    worst, taken = 1.0, torch.zeros(len(graph), dtype=torch.bool)
-    for i in eager[:, 4].argsort(descending=True).tolist():
-        row = iou[i].masked_fill(taken, -1.0)
-        j = int(row.argmax())
-        taken[j] = True
-        worst = min(worst, float(row[j]))
-        if row[j] < MIN_IOU:
+    worst = 1.0
+    for i, iou in greedy_matches(eager, graph, MIN_IOU, rotated):
+        worst = min(worst, iou)
+        if iou < MIN_IOU:
             box = ", ".join(f"{v:.1f}" for v in eager[i, :4].tolist())
-            return f"eager box [{box}] (class {int(ce[i])}) best matches IoU {float(row[j]):.4f} < {MIN_IOU}", worst
+            return f"eager box [{box}] (class {int(eager[i, 5])}) best matches IoU {iou:.4f} < {MIN_IOU}", worst
     return None, worst
 
 
 def matched_pairs(eager: torch.Tensor, graph: torch.Tensor, rotated: bool = False) -> int:
     """How many eager detections (n, 6+) match a graph detection of their class at IoU >= `REDUCED_IOU`, greedily
     by eager score."""
-    if len(eager) == 0 or len(graph) == 0:
-        return 0
-    iou = _iou(eager, graph, rotated)
-    iou[eager[:, 5].long()[:, None] != graph[:, 5].long()[None, :]] = -1.0
-    taken = torch.zeros(len(graph), dtype=torch.bool)
-    matched = 0
-    for i in eager[:, 4].argsort(descending=True).tolist():
-        row = iou[i].masked_fill(taken, -1.0)
-        j = int(row.argmax())
-        if row[j] >= REDUCED_IOU:
-            taken[j] = True
-            matched += 1
-    return matched
+    return sum(iou >= REDUCED_IOU for _, iou in greedy_matches(eager, graph, REDUCED_IOU, rotated))
 
 
 def _found(dets_a: list[torch.Tensor], dets_b: list[torch.Tensor], rotated: bool) -> tuple[int, int]:
@@ -198,12 +198,13 @@ def _found(dets_a: list[torch.Tensor], dets_b: list[torch.Tensor], rotated: bool
     return (sum(matched_pairs(a, b, rotated) for a, b in zip(dets_a, dets_b)), sum(len(a) for a in dets_a))
 
 
-def _reduced_verdict(ref: torch.Tensor, got: torch.Tensor, conf: float, nc: int, precision: str,
+def _reduced_verdict(dets_ref: list[torch.Tensor], got: torch.Tensor, conf: float, nc: int, precision: str,
                      rotated: bool) -> tuple[bool, str, dict[str, float]]:
-    """(passed, what agreed, figures) for a reduced-precision graph (see the module docstring)."""
+    """(passed, what agreed, figures) for a reduced-precision graph's `got` against eager's detections at `conf`
+    (see the module docstring)."""
     slack = SCORE_SLACK.get(precision, SCORE_SLACK["int8"])
-    kept, found = _found(_nms(ref, conf, nc, rotated), _nms(got, conf * (1 - slack), nc, rotated), rotated)
-    extra, real = _found(_nms(got, conf * (1 + slack), nc, rotated), _nms(ref, conf, nc, rotated), rotated)
+    kept, found = _found(dets_ref, _nms(got, conf * (1 - slack), nc, rotated), rotated)
+    extra, real = _found(_nms(got, conf * (1 + slack), nc, rotated), dets_ref, rotated)
     recall, precision_ = kept / max(found, 1), extra / max(real, 1)
     passed = recall >= REDUCED_AGREEMENT and precision_ >= REDUCED_AGREEMENT
     return passed, (f"{kept} of {found} eager boxes found in the {precision} graph (threshold -{slack:.0%}), "
@@ -211,29 +212,33 @@ def _reduced_verdict(ref: torch.Tensor, got: torch.Tensor, conf: float, nc: int,
                     f"{REDUCED_AGREEMENT:.0%} each"), {"recall": recall, "precision": precision_}
 
 
-def _run_graph(onnx_bytes: bytes, input_name: str, x: np.ndarray) -> torch.Tensor:
+def eager_and_graph(eager_model: nn.Module, onnx_bytes: bytes, input_name: str,
+                    imgsz: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first output of `eager_model` and of the graph on `IMAGES` letterboxed to `imgsz`, float32."""
     from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
+    x = letterboxed_images(imgsz)
+    with torch.no_grad():
+        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
     with OnnxRuntimeRunner(onnx_bytes) as runner:
-        return torch.from_numpy(np.asarray(next(iter(runner.infer({input_name: x.copy()}).values()))))
+        got = np.asarray(next(iter(runner.infer({input_name: x.copy()}).values())))
+    return ref, torch.from_numpy(got).float()
 
 
 def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-                     imgsz: tuple[int, int], stride: int, rotated: bool = False) -> TaskCheck:
+                     imgsz: tuple[int, int], rotated: bool = False) -> TaskCheck:
     """Detections of `eager_model` and of the graph (of `precision`) on `IMAGES` (see the module docstring)."""
-    x = letterboxed_images(imgsz, stride)
-    with torch.no_grad():
-        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
-    got = _run_graph(onnx_bytes, input_name, x).float()
+    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz)
     net: Any = eager_model
     nc = int(getattr(net.model[-1], "nc", ref.shape[1] - 4))
     conf, why = choose_conf(ref, nc)
-    dets_ref, dets_got = _nms(ref, conf, nc, rotated), _nms(got, conf, nc, rotated)
+    dets_ref = _nms(ref, conf, nc, rotated)
     where = f"{' and '.join(IMAGES)} letterboxed to {imgsz[0]}x{imgsz[1]}"
     if precision != "fp32":
-        passed, agreed, figures = _reduced_verdict(ref, got, conf, nc, precision, rotated)
+        passed, agreed, figures = _reduced_verdict(dets_ref, got, conf, nc, precision, rotated)
         details = {"images": list(IMAGES), "imgsz": list(imgsz), "conf": conf, "precision": precision, **figures}
         return TaskCheck("detections", passed, f"{agreed} on {where} ({why})", details)
+    dets_got = _nms(got, conf, nc, rotated)
     counts, worst, failure = [], 1.0, None
     for name, a, b in zip(IMAGES, dets_ref, dets_got):
         problem, iou = compare_detections(a, b, rotated)
@@ -250,12 +255,9 @@ def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str,
 
 
 def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-               imgsz: tuple[int, int], stride: int) -> TaskCheck:
+               imgsz: tuple[int, int]) -> TaskCheck:
     """Classifiers: the same top-1 class on `IMAGES` (letterboxed to `imgsz`) in eager and in the graph."""
-    x = letterboxed_images(imgsz, stride)
-    with torch.no_grad():
-        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
-    got = _run_graph(onnx_bytes, input_name, x).float()
+    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz)
     top_ref, top_got = ref.argmax(1).tolist(), got.argmax(1).tolist()
     details = {"images": list(IMAGES), "imgsz": list(imgsz), "top1": top_ref, "graph_top1": top_got}
     passed = top_ref == top_got
@@ -263,15 +265,15 @@ def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, preci
     return TaskCheck("top1", passed, f"{verdict} on {' and '.join(IMAGES)}: eager {top_ref}, graph {top_got}", details)
 
 
-def task_checker(task: str, imgsz: Sequence[int], stride: int) -> TaskChecker | None:
+def task_checker(task: str, imgsz: Sequence[int]) -> TaskChecker | None:
     """The check for an ultralytics `task` ("detect", "segment", "pose", "obb", "classify"), None for others."""
     size = (int(imgsz[0]), int(imgsz[1]))
     if task in ("detect", "segment", "pose", "obb"):
-        return functools.partial(check_detections, imgsz=size, stride=stride, rotated=task == "obb")
+        return functools.partial(check_detections, imgsz=size, rotated=task == "obb")
     if task == "classify":
-        return functools.partial(check_top1, imgsz=size, stride=stride)
+        return functools.partial(check_top1, imgsz=size)
     return None
 
 
 __all__ = ["borderline_pairs", "check_detections", "check_top1", "choose_conf", "compare_detections",
-           "letterboxed_images", "matched_pairs", "task_checker"]
+           "eager_and_graph", "greedy_matches", "letterboxed_images", "matched_pairs", "task_checker"]

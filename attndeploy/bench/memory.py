@@ -85,7 +85,6 @@ def torch_alloc_peak(call: Callable[[], object], top: int = 5) -> tuple[int, lis
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-
     with quiet(), torch.inference_mode():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             call()

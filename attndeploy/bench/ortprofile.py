@@ -27,7 +27,6 @@ def profile_nodes(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 10, 
     Returns {runs, wall_ms_per_run, kernel_ms_per_run, ops: [{op, ms_per_run, share, nodes}]}
     with `share` the fraction of kernel time and `nodes` the node count of that type.
     """
-
     with tempfile.TemporaryDirectory(prefix="attndeploy-ortprof-") as tmp:
         session = ort_session(onnx_path, threads, ["CPUExecutionProvider"], profile_prefix=str(Path(tmp) / "ort"),
                               level=level)

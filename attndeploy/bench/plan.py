@@ -14,6 +14,7 @@ from attndeploy.errors import require, unknown_name
 from attndeploy.limits import check_bytes, check_seed, check_tensor_bytes
 from attndeploy.registry import get_spec, list_modules
 from attndeploy.runtimes.onnxruntime_runner import ORT_LEVELS
+from attndeploy.settings_checks import integer
 from attndeploy.shapes import Shape, format_shape
 
 DEFAULT_BATCHES = (1, 8)
@@ -104,7 +105,6 @@ def plan_bench(names: Sequence[str] = (), **options: Any) -> BenchPlan:
     without `input_shape`, its N with it). `backends`: names from `BACKENDS` (default:
     all; those that cannot run here are skipped with the reason).
     """
-
     fields = [f.name for f in dataclasses.fields(BenchOptions)]
     for key in options:
         if key not in fields:
@@ -136,8 +136,7 @@ def plan_bench(names: Sequence[str] = (), **options: Any) -> BenchPlan:
     check_seed(seed, "--seed")
     if ort_level not in ORT_LEVELS:
         raise unknown_name("onnxruntime optimization level (--ort-level)", ort_level, ORT_LEVELS)
-    require(isinstance(opset, int) and MIN_OPSET <= opset <= MAX_OPSET,
-            "--opset must be in the range attndeploy exports and tests", f"{MIN_OPSET}..{MAX_OPSET}", opset)
+    opset = integer(opset, "--opset", MIN_OPSET, MAX_OPSET)  # the range attndeploy exports and tests
     for name in modules:
         spec = get_spec(name)
         require(opset >= spec.min_opset, f"{name} needs ops that exist from opset {spec.min_opset}",

@@ -19,6 +19,7 @@ median ms, the speed-up over fp32 and the graph's lowest output cosine against e
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,6 @@ def export_variant(source: Any, shape: Shape, out: Path, variant: str, seed: int
     return res
 
 
-def _cosine(res: Any) -> float:
-    return float(res.parity.min_cosine)
-
-
 def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, iters: int = 20,
                      max_seconds: float = 60.0, **options: Any) -> list[dict[str, Any]]:
     """Each precision's graph of `source` at `shape`, timed interleaved (see the module docstring).
@@ -75,8 +72,7 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
     calls = {}
     for variant, path in paths.items():
         session = ort_session(path, threads, ("CPUExecutionProvider",))
-        feeds = {session.get_inputs()[0].name: x}
-        calls[variant] = (lambda s, f: (lambda: s.run(None, f)))(session, feeds)
+        calls[variant] = partial(session.run, None, {session.get_inputs()[0].name: x})
     samples = time_interleaved(calls, 2, iters, max_seconds)
     base = summarize(samples["fp32"]).median_s
     rows = []
@@ -85,6 +81,6 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
         res = results.get(variant)
         rows.append({"graph": variant, "onnx": str(paths[variant]), "median_ms": stats.median_s * 1e3,
                      "speedup_vs_fp32": base / stats.median_s, "threads": threads,
-                     "min_cosine": _cosine(res) if res is not None else 1.0,
+                     "min_cosine": float(res.parity.min_cosine) if res is not None else 1.0,
                      "passed": res.passed if res is not None else True})
     return rows

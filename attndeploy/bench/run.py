@@ -41,7 +41,6 @@ MEMORY_METHOD = ("peak_rss_bytes: rise of the process's peak RSS (VmHWM reset vi
 
 
 def _context(name: str, plan: BenchPlan, workdir: Path) -> ModuleContext:
-
     spec = get_spec(name)
     reference = randomize_(create(name), plan.seed).eval()
     deploy = to_deploy(reference).eval()
@@ -81,7 +80,6 @@ def _cuda_peak(call: Any) -> int:
 
 def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, Any]:
     """Measure every runnable backend of `plan` on one module at `shape` (see the module docstring)."""
-
     x = random_input(shape, plan.seed + 1)
     floor = floor_bytes(ctx.deploy, x, list(eager_outputs(ctx.reference, x).values()))
     entries: dict[str, dict[str, Any]] = {}
@@ -151,7 +149,6 @@ def _load() -> list[float] | None:
 def _environment(plan: BenchPlan) -> dict[str, Any]:
     import onnxruntime
     import torch
-
 
     return {"attndeploy": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),

@@ -13,14 +13,9 @@ from torch import nn
 from attndeploy import sources
 from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError
-from attndeploy.limits import (
-    check_model_arguments,
-    check_seed,
-    check_tensor_bytes,
-    parse_seed,
-)
+from attndeploy.limits import check_model_arguments, parse_seed
 from attndeploy.registry import ModuleSpec, list_modules
-from attndeploy.shapes import Shape, format_shape, parse_shape
+from attndeploy.shapes import Shape, parse_shape
 
 
 class _NotJSON(float):
@@ -76,17 +71,13 @@ def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any
                    seed: int) -> ModelSource:
     """The library's `attndeploy.sources.resolve_source`, plus the example: registry names have a default,
     other sources need `input_shape`."""
-    check_seed(seed)
-    check_model_arguments(kwargs)  # recipes' TOML has inf and nan too
     found = sources.resolve_source(source, kwargs, weights, seed)
     spec = found.spec
     if input_shape is None:
         if spec is None:
             raise UsageError(f"--input is required for {source!r} (only registry names have a default)",
                              "--input NxCxHxW", "no --input", f"registry names: {', '.join(list_modules())}")
-        n, _, h, w = spec.example_shape
-        input_shape = (n, getattr(found.model, "channels", spec.example_shape[1]), h, w)
-        check_tensor_bytes(input_shape, f"{source}'s example input {format_shape(input_shape)}")
+        input_shape = sources.default_example(spec, found.model)
     elif spec is None:
         sources.check_image_input(found.model, input_shape)
     return ModelSource(found.name, found.model, input_shape, spec)

@@ -9,7 +9,7 @@ opset.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,6 @@ def plan_exporters(exporter: str, opset: int) -> list[str]:
     if exporter == "torchscript":
         return ["torchscript"]
     return ["torchscript"] if opset < DYNAMO_MIN_OPSET else ["dynamo", "torchscript"]
-
-
-def dynamic_input_axes(rank: int) -> list[int]:
-    """Batch, and H and W for 4-D inputs."""
-    return [0, 2, 3] if rank == 4 else [0]
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,3 @@ def run_exporter(exporter: str, model: torch.nn.Module, example: torch.Tensor, p
         if "deprecat" not in text.lower() and "LeafSpec" not in text:
             seen.setdefault(text)
     return list(seen)
-
-
-def output_ranks(outputs: Sequence[Any]) -> tuple[int, ...]:
-    return tuple(int(getattr(o, "ndim", 0)) for o in outputs)

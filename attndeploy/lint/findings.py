@@ -56,9 +56,6 @@ def merge(findings: Iterable[TorchFinding]) -> list[TorchFinding]:
     return list(out.values())
 
 
-__all__ = ["BAKES", "DEVICE", "FAILS", "PRECISION", "WEIGHTS", "TorchFinding", "merge"]
-
-
 @dataclass(frozen=True)
 class Finding:
     """One thing the parser will refuse (`error`) or may refuse or mishandle (`warning`)."""
@@ -77,3 +74,7 @@ class Finding:
         where = f"{self.node} ({self.op_type})" if self.node or self.op_type else "model"
         scope = f" in module '{self.scope}'" if self.scope else ""
         return f"{self.severity} [{self.rule}] {where}{scope}: {self.message}"
+
+
+__all__ = ["BAKES", "DEVICE", "ERROR", "FAILS", "PRECISION", "WARNING", "WEIGHTS", "Finding", "TorchFinding",
+           "merge"]

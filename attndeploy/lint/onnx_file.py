@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
 from onnx import TensorProto
 
 from attndeploy.errors import UsageError, first_line, require

@@ -106,9 +106,7 @@ class _QdqRules:
 
     def axis(self, node: onnx.NodeProto, channels: int) -> Iterator[Rule]:
         data = node.input[0]
-        weight = self.value(data) if node.op_type == "DequantizeLinear" else None
-        if weight is None and node.op_type == "QuantizeLinear" and data in self.constants:
-            weight = self.value(data)
+        weight = self.value(data)   # a constant: a weight (quantized for DQ, float for Q)
         if weight is None:
             yield (ERROR, "qdq-axis", node, f"per-channel scale ({channels} values) on the activation {data!r}: "
                    "TensorRT quantizes activations per tensor (one scale)")

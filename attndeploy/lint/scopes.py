@@ -22,28 +22,32 @@ import onnx
 ROOT = ""  # the exported module itself
 
 
-def _from_name_scopes(value: str) -> str | None:
-    try:
-        scopes = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return None
-    if not isinstance(scopes, (list, tuple)) or not scopes:
-        return None
-    paths = [str(s) for s in scopes[:-1] if str(s)]
-    return paths[-1] if paths else ROOT
+def _recorded_paths(node: onnx.NodeProto) -> list[str] | None:
+    """dynamo's module paths for `node`, outermost first (`name_scopes`, else `namespace`); None if neither."""
+    props = {p.key: p.value for p in node.metadata_props}
+    if "pkg.torch.onnx.name_scopes" in props:
+        try:
+            scopes = ast.literal_eval(props["pkg.torch.onnx.name_scopes"])
+        except (ValueError, SyntaxError):
+            scopes = None
+        if isinstance(scopes, (list, tuple)) and scopes:
+            return [str(s) for s in scopes[:-1] if str(s)]
+    if "namespace" in props:
+        names = [segment.split(":")[0].strip() for segment in props["namespace"].split("/")]
+        return [n for n in names[:-1] if n]
+    return None
 
 
-def _from_namespace(value: str) -> str | None:
-    names = [segment.split(":")[0].strip() for segment in value.split("/")]
-    paths = [n for n in names[:-1] if n]
-    return paths[-1] if paths else (ROOT if names else None)
+def _name_components(name: str) -> list[str] | None:
+    """TorchScript's scope components of node name `name` (``/mlp/mlp.0/Gemm`` -> mlp, mlp.0); None if unscoped."""
+    return [p for p in name.strip("/").split("/")[:-1] if p] if name.startswith("/") else None
 
 
 def scope_from_node_name(name: str) -> str | None:
     """`'/backbone/layer3/1/attn/Conv'` -> `'backbone.layer3.1.attn'`; `None` if `name` has no scope."""
-    if not name.startswith("/"):
+    parts = _name_components(name)
+    if parts is None:
         return None
-    parts = [p for p in name.strip("/").split("/")[:-1] if p]
     path: list[str] = []
     previous = ""
     for part in parts:
@@ -55,12 +59,9 @@ def scope_from_node_name(name: str) -> str | None:
 
 def module_scope(node: onnx.NodeProto) -> str:
     """The dotted module path of the PyTorch module that emitted `node` ('' for the root module or unknown)."""
-    props = {p.key: p.value for p in node.metadata_props}
-    for key, parse in (("pkg.torch.onnx.name_scopes", _from_name_scopes), ("namespace", _from_namespace)):
-        if key in props:
-            scope = parse(props[key])
-            if scope is not None:
-                return scope
+    paths = _recorded_paths(node)
+    if paths is not None:
+        return paths[-1] if paths else ROOT
     scope = scope_from_node_name(node.name)
     return scope if scope is not None else ROOT
 
@@ -89,19 +90,12 @@ def scope_chain(node: onnx.NodeProto) -> tuple[str, list[str]]:
     ``("names", [...])``: TorchScript's scope components (``['mlp', 'mlp.0_1']``);
     ``("", [])``: nothing (a node the exporter or an optimizer added without a scope).
     """
-    props = {p.key: p.value for p in node.metadata_props}
-    if "pkg.torch.onnx.name_scopes" in props:
-        try:
-            scopes = ast.literal_eval(props["pkg.torch.onnx.name_scopes"])
-        except (ValueError, SyntaxError):
-            scopes = None
-        if isinstance(scopes, (list, tuple)) and scopes:
-            return "paths", [str(s) for s in scopes[:-1] if str(s)]
-    if "namespace" in props:
-        names = [segment.split(":")[0].strip() for segment in props["namespace"].split("/")]
-        return "paths", [n for n in names[:-1] if n]
-    if node.name.startswith("/"):
-        return "names", [p for p in node.name.strip("/").split("/")[:-1] if p]
+    paths = _recorded_paths(node)
+    if paths is not None:
+        return "paths", paths
+    names = _name_components(node.name)
+    if names is not None:
+        return "names", names
     return "", []
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.external_data_helper
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 from attndeploy.lint.findings import ERROR, WARNING, Finding

@@ -78,13 +78,13 @@ def _user_site() -> str:
 class _Found:
     """The first (module path, call site) seen calling the operator."""
 
-    def __init__(self, op: UnsupportedOp, stack: list[ModuleStack]) -> None:
+    def __init__(self, op: UnsupportedOp, stack: ModuleStack) -> None:
         self.op, self.stack = op, stack
         self.hit: tuple[str, str] | None = None
 
     def see(self, names: tuple[str, ...]) -> None:
         if self.hit is None and self.op.name in names:
-            self.hit = (self.stack[0].current if self.stack else "", _user_site())
+            self.hit = (self.stack.current, _user_site())
 
 
 class _Functions(TorchFunctionMode):
@@ -120,13 +120,12 @@ def blame_export_error(model: nn.Module, example: Tensor, message: str) -> str |
     op = unsupported_op(message)
     if op is None or not isinstance(model, nn.Module) or not isinstance(example, Tensor):
         return None
-    stack_ref: list[ModuleStack] = []
-    found = _Found(op, stack_ref)
+    stack = ModuleStack(model)
+    found = _Found(op, stack)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), ModuleStack(model) as stack:
-            stack_ref.append(stack)
+        with torch.no_grad(), stack:
             with _Functions(found), _Dispatch(found):
                 model(example.clone())
     except Exception:  # the model's own failure is reported by the eager checks, not here
@@ -136,7 +135,7 @@ def blame_export_error(model: nn.Module, example: Tensor, message: str) -> str |
     if found.hit is None:
         return None
     path, site = found.hit
-    module = dict(model.named_modules(remove_duplicate=False)).get(path, model)
+    module = stack.modules.get(path, model)
     if not site:
         file, line = class_site(type(module))
         site = f"{os.path.basename(file)}:{line}" if file else ""

@@ -27,17 +27,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from attndeploy.defaults import ORT_PROVIDERS
 from attndeploy.lint.scopes import module_path
+from attndeploy.runtimes.onnxruntime_runner import ort_session
 
 _FAILED_NODE = re.compile(r"Name:'([^']*)'")
 _SOURCE_PREFIX = re.compile(r"^\S+\.(?:h|cc|cpp):\d+\s+(?:[\w:<>,*& ]+\([^)]*\)\s+)?")
 MAX_RETRIES = 8
+CPU = ORT_PROVIDERS["onnxruntime-cpu"]
 
 
 def _ancestors(path: str, paths: set[str]) -> frozenset[str]:
@@ -170,16 +172,6 @@ def _exposed_model(index: GraphIndex, names: list[str]) -> bytes:
     return model.SerializeToString()
 
 
-def _session(model: bytes) -> Any:
-    """A CPU onnxruntime session with graph optimizations off (exporter node names kept) and its log quiet."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures at a node are expected here and reported by the caller
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def clean_error(text: str) -> str:
     """onnxruntime's status message without its source path and C++ signature, on one line."""
     message = " ".join(text.split("Status Message:")[-1].split())
@@ -221,7 +213,7 @@ def run_exposed(index: GraphIndex, names: list[str], input_name: str, x: np.ndar
         if not wanted:
             break
         try:
-            session = _session(_exposed_model(index, wanted))
+            session = ort_session(_exposed_model(index, wanted), 0, CPU, level="none")  # exporter node names kept
             arrays = session.run(wanted, {input_name: x})
         except Exception as err:  # onnxruntime's own error types: a node failed at this shape
             node = _failed_node(str(err), by_name)

@@ -21,10 +21,10 @@ from torch import nn
 
 from attndeploy.defaults import Tolerance
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.localise.eager import EagerRun, Event, record_events
 from attndeploy.localise.graph import GraphIndex, GraphRun, index_graph, run_exposed
 from attndeploy.localise.match import Divergence, event_names, first_divergence
 from attndeploy.localise.report import Localisation, reshape_notes
+from attndeploy.module_events import EagerRun, Event, record_events
 from attndeploy.modulepath import class_site, forward_site
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attndeploy.defaults import Tolerance
-from attndeploy.localise.eager import Event
 from attndeploy.localise.graph import GraphIndex
+from attndeploy.module_events import Event
 from attndeploy.parity.compare import OutputParity, compare
 
 

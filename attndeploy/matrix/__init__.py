@@ -27,7 +27,6 @@ def run_matrix(grid: Grid, jobs: int = 1, progress: bool = False, seed: int = 0)
 
 def regenerate_readme_block(readme: Path, jobs: int = 1, progress: bool = False) -> tuple[str, str]:
     """(current body, freshly generated Markdown) for the grid recorded in `readme`'s start marker."""
-
     _, block = read_readme(readme)
     grid = parse_grid(block.args)
     return block.body, to_markdown(grid, run_matrix(grid, jobs, progress))

@@ -151,7 +151,6 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
 
     from tqdm import tqdm
 
-
     results: dict[int, CellResult] = {}
     with tqdm(total=len(cells), desc="matrix", unit="export", file=sys.stderr, disable=not progress) as bar:
         if jobs <= 1:

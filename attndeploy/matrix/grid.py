@@ -55,7 +55,6 @@ class Grid:
     trt: tuple[str, ...] | None = None
 
     def modules(self) -> list[str]:
-
         return list(self.names) or list_modules()
 
     def trt_columns(self) -> tuple[str, ...]:
@@ -101,7 +100,6 @@ def grid_given(ns: argparse.Namespace) -> bool:
 
 def grid_from_args(ns: argparse.Namespace) -> Grid:
     """Validate parsed grid arguments; `UsageError` names the bad one (unknown names suggest the closest)."""
-
     for name in ns.names:
         get_spec(name)
     opsets: Sequence[int] = DEFAULT_OPSETS

@@ -106,7 +106,6 @@ def to_json(grid: Grid, results: Sequence[CellResult], seconds: float) -> dict[s
     import onnxruntime
     import torch
 
-
     return {"grid": {"names": grid.modules(), "opsets": list(grid.opsets), "exporters": list(grid.exporters),
                      "axes": list(grid.axes), "trt": list(grid.trt_columns()), "argv": grid.argv()},
             "versions": {"attndeploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,

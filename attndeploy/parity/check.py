@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attndeploy.defaults import Tolerance
+from attndeploy.defaults import ONNX_TOL, Tolerance
 from attndeploy.errors import first_line
 from attndeploy.modulepath import ModuleStack
 from attndeploy.parity.compare import (
@@ -29,7 +29,7 @@ from attndeploy.parity.compare import (
     record_backend_error,
 )
 from attndeploy.parity.inputs import random_input
-from attndeploy.parity.outputs import flatten_outputs, to_numpy
+from attndeploy.parity.outputs import dropped_outputs, flatten_outputs, to_numpy
 from attndeploy.shapes import Shape, format_shape
 
 Backend = Callable[[np.ndarray], Sequence[np.ndarray]]
@@ -50,9 +50,13 @@ class EagerFailed(RuntimeError):
 
 
 @torch.no_grad()
-def eager_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """`model(copy of x)`'s tensor outputs as float32 numpy arrays, flattened and named."""
-    return to_numpy(flatten_outputs(model(x.clone())))
+def eager_outputs(model: torch.nn.Module, x: torch.Tensor, dropped: list[str] | None = None) -> dict[str, np.ndarray]:
+    """`model(copy of x)`'s tensor outputs as float32 numpy arrays, flattened and named; notes for the leaves that
+    are not tensors (`None` ...) go to `dropped`."""
+    out = model(x.clone())
+    if dropped is not None:
+        dropped[:] = dropped_outputs(out)
+    return to_numpy(flatten_outputs(out))
 
 
 def shape_seed(seed: int, shape: Shape) -> int:
@@ -66,6 +70,7 @@ class EagerRuns:
     def __init__(self, model: torch.nn.Module, make_input: MakeInput = random_input, seed: int = 0) -> None:
         self.model, self.make_input, self.seed = model, make_input, seed
         self._done: dict[Shape, Probe] = {}
+        self.dropped: list[str] = []   # the outputs that are not graph outputs (`output1: NoneType dropped ...`)
 
     def probe(self, shape: Shape) -> Probe:
         """The probe at `shape`; `EagerFailed` (naming the module) when the model raises there."""
@@ -75,7 +80,7 @@ class EagerRuns:
             kept = x.numpy().copy()
             with ModuleStack(self.model) as stack:
                 try:
-                    refs = eager_outputs(self.model, x)
+                    refs = eager_outputs(self.model, x, self.dropped)
                 except Exception as err:  # the model's own error, with where it happened
                     where = stack.where()
                     raise EagerFailed(f"{format_shape(shape)} fails in eager" + (f" at {where}" if where else "")
@@ -122,25 +127,26 @@ def paired_outputs(probes: Sequence[Probe], run_backend: Backend,
             yield probe, i, ref, got
 
 
-def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequence[str],
-                   tol: Tolerance | Mapping[str, Tolerance] | None, backend: str,
+def compare_probes(probes: Sequence[Probe], run_backend: Backend, names: Sequence[str], tol: Tolerance | None,
+                   backend: str,
                    channel_atol: Callable[[Probe], Mapping[str, np.ndarray]] | None = None) -> ParityReport:
     """`run_backend(copy of x)` against each probe's eager outputs, output by output in order.
 
-    `names` are the backend's output names (the report's labels); `tol` one tolerance, one
-    per name, or None; `channel_atol(probe)` per output (in order) an atol per channel (axis
-    1) at that probe, a second rule (noise-scaled tolerances): an element fails past either.
+    `names` are the backend's output names (the report's labels); `tol` the scalar rule or
+    None; `channel_atol(probe)` per output (in order) an atol per channel (axis 1) at that
+    probe, a second rule (noise-scaled tolerances): an element fails past either. An output
+    with neither rule at a probe (its noise could not be measured there) gets `ONNX_TOL`:
+    a comparison is never left with no rule.
     """
-    tols: dict[str, Tolerance | None] = dict(tol) if isinstance(tol, Mapping) else {n: tol for n in names}
-    default = next(iter(tols.values()), None)
-    accs = [OutputParity(n, tols.get(n, default)) for n in names]
+    accs = [OutputParity(n, tol) for n in names]
     per_channel: dict[Shape, list[np.ndarray]] = {}
     for probe, i, ref, got in paired_outputs(probes, run_backend, accs):
         if channel_atol is not None and probe.shape not in per_channel:
             per_channel[probe.shape] = list(channel_atol(probe).values())
         atols = per_channel.get(probe.shape, [])
-        compare(ref, got, accs[i].tolerance, probe.shape, accs[i], atols[i] if i < len(atols) else None)
-    return ParityReport(backend, default, [format_shape(p.shape) for p in probes], accs)
+        atol = atols[i] if i < len(atols) else None
+        compare(ref, got, ONNX_TOL if tol is None and atol is None else tol, probe.shape, accs[i], atol)
+    return ParityReport(backend, tol, [format_shape(p.shape) for p in probes], accs)
 
 
 def check_parity(model: torch.nn.Module, run_backend: Backend, output_names: Sequence[str], shapes: Sequence[Shape],

@@ -11,6 +11,7 @@ and names the first module, in execution order, whose output differs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attndeploy.module_events import record_events
 from attndeploy.parity.check import Probe
 from attndeploy.parity.noise import RELATIVE_FLOOR, Noise, _threads, channel_atol
 from attndeploy.parity.outputs import flatten_outputs
@@ -44,49 +46,34 @@ def _largest_excess(probe: Probe, outputs: Any, noise: Noise | None) -> float:
     return worst
 
 
-def _recorded(model: nn.Module, x: torch.Tensor, threads: int | None) -> list[tuple[str, str, list[torch.Tensor]]]:
-    records: list[tuple[str, str, list[torch.Tensor]]] = []
-
-    def hook(path: str) -> Callable[..., None]:
-        def record(module: nn.Module, args: Any, output: Any) -> None:
-            records.append((path, type(module).__name__, [t.detach().clone() for t in flatten_outputs(output).values()]))
-        return record
-
-    handles = [m.register_forward_hook(hook(p)) for p, m in model.named_modules()]
-    try:
-        if threads is None:
-            model(x.clone())
-        else:
-            with _threads(threads):
-                model(x.clone())
-    finally:
-        for handle in handles:
-            handle.remove()
-    return records
+def _run(threads: int | None, fn: Callable[[], Any]) -> Any:
+    """`fn()` at `threads` threads (None: as set)."""
+    with _threads(threads) if threads is not None else contextlib.nullcontext():
+        return fn()
 
 
 @torch.no_grad()
 def first_moving_module(model: nn.Module, x: torch.Tensor, threads: int | None) -> str:
     """"`s2.mlp` (Mlp) by 1.09": the first module whose output differs between two runs."""
-    first, second = _recorded(model, x, None), _recorded(model, x, threads)
-    for (path, cls, a), (_, _, b) in zip(first, second):
-        for ta, tb in zip(a, b):
+    first = record_events(model, x.clone())
+    second = _run(threads, lambda: record_events(model, x.clone()))
+    for a, b in zip(first.events, second.events):
+        if a.kind != "out":
+            continue
+        where = f"`{a.path or '<root>'}` ({type(first.modules[a.path]).__name__})"
+        for ta, tb in zip(a.tensors, b.tensors):
             if ta.shape != tb.shape:
-                return f"`{path or '<root>'}` ({cls}): output shape {tuple(ta.shape)} then {tuple(tb.shape)}"
-            if ta.is_floating_point() and not torch.equal(ta, tb):
-                scale = float(ta.abs().max()) if ta.numel() else 0.0
-                delta = float((ta.double() - tb.double()).abs().max())
+                return f"{where}: output shape {ta.shape} then {tb.shape}"
+            if not np.array_equal(ta, tb):
+                scale = float(np.abs(ta).max()) if ta.size else 0.0
+                delta = float(np.abs(ta.astype(np.float64) - tb).max())
                 if delta > RELATIVE_FLOOR * scale:
-                    return f"`{path or '<root>'}` ({cls}) by {delta:.3g}"
+                    return f"{where} by {delta:.3g}"
     return "no single module (the difference builds up across modules)"
 
 
 def _again(model: nn.Module, probe: Probe, threads: int | None) -> Any:
-    x = torch.from_numpy(probe.x.copy())
-    if threads is None:
-        return model(x)
-    with _threads(threads):
-        return model(x)
+    return _run(threads, lambda: model(torch.from_numpy(probe.x.copy())))
 
 
 def _verdict(model: nn.Module, probe: Probe, threads: int | None, excess: float) -> str | None:

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from attndeploy.copying import private_copy
+from attndeploy.errors import first_line
 from attndeploy.parity.check import Probe
 from attndeploy.parity.outputs import flatten_outputs
+from attndeploy.shapes import format_shape
 
 # A backend's fp32 error against eager fp32 is about its own rounding error plus eager's, and more where it implements
 # an op otherwise (attention's Softmax, approximated activations). Measured (onnxruntime vs eager32 per channel, against
@@ -128,8 +130,7 @@ class NoiseMeter:
             try:
                 noise = Noise("float64", self._float64(x, probe), scales)
             except Exception as err:  # a model that cannot run in float64 (fixed dtypes, kernels without double)
-                text = str(err).splitlines()[0][:120] if str(err) else ""
-                self._double_failed = f"float64 run failed ({type(err).__name__}: {text})"
+                self._double_failed = f"float64 run failed ({first_line(err, 120, with_type=True)})"
         if noise is None and torch.get_num_threads() > 1:
             with contextlib.suppress(Exception), _threads(1):
                 noise = Noise("threads", _compare(probe, self.model(x.clone())), scales,
@@ -144,7 +145,7 @@ class NoiseMeter:
         noises = list(self._done.values())
         names = {name for n in noises for name in n.channels}
         return {"method": noises[0].method if noises else "none", "note": noises[0].note if noises else "",
-                "shapes": ["x".join(map(str, s)) for s in self._done],
+                "shapes": [format_shape(s) for s in self._done],
                 "max_abs": {name: max(n.largest(name) for n in noises) for name in sorted(names)}}
 
 

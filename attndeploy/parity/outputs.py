@@ -44,7 +44,7 @@ def flatten_outputs(out: Any) -> dict[str, torch.Tensor]:
 def dropped_outputs(out: Any) -> list[str]:
     """Notes for the leaves that are not tensors (``output1: None``): they are not graph outputs."""
     top_is_dict = isinstance(out, dict)
-    return [f"{_name(path, top_is_dict)}: {type(leaf).__name__} dropped (not a tensor)"
+    return [f"{_name(path, top_is_dict)}: {type(leaf).__name__} dropped (not a tensor, so not a graph output)"
             for path, leaf in _leaves(out, ()) if not isinstance(leaf, torch.Tensor)]
 
 

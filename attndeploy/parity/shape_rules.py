@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from attndeploy.errors import first_line
 from attndeploy.shapes import Shape, format_shape
 
 MULTIPLES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -108,8 +109,7 @@ def _tries(run: Run, shape: Shape) -> str | None:
     try:
         run(shape)
     except Exception as err:  # the model's own error is the evidence
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return text[:200]
+        return first_line(err, 200)
     return None
 
 

@@ -41,7 +41,6 @@ class Graph:
     proto: onnx.ModelProto
     path: Path                 # where it is written when it passes (`.rejected.onnx` beside it otherwise)
     runnable: bytes            # what onnxruntime runs (plugin nodes swapped for standard ops)
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,12 +53,10 @@ class PipelineState:
     deploy: nn.Module | None = None           # the truth with deploy twins swapped in: what is exported
     spec: ModuleSpec | None = None
     adapter: Prepared | None = None           # what the model family's adapter did (names, axes, metadata)
-    shape_hint: tuple[int, ...] = ()         # the example's shape, known before the example tensor is made
     example: torch.Tensor | None = None
     inputs: InputPlan | None = None          # how parity inputs are made (image-like, N(0, 1), the user's data)
     eager: EagerRuns | None = None           # the truth, run once per shape
     output_names: list[str] = field(default_factory=list)
-    output_ranks: list[int] = field(default_factory=list)
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)   # at the example, by graph name
     input_name: str = "input"
     dynamic_axes: list[int] = field(default_factory=list)            # of the input

@@ -103,13 +103,11 @@ class _Converter:
         key = (tensor, want)
         if key in self.casts:
             return self.casts[key]
-        suffix = "fp16" if want == FLOAT16 else "fp32"
+        name = self.unique(f"{tensor}__{'fp16' if want == FLOAT16 else 'fp32'}")
         if tensor in self.values and want == FLOAT16:
-            name = self.unique(f"{tensor}__{suffix}")
             array = np.clip(self.values[tensor], -_FP16_MAX, _FP16_MAX).astype(np.float16)
             self.new_initializers.append(numpy_helper.from_array(array, name))
         else:
-            name = self.unique(f"{tensor}__{suffix}")
             self.nodes.append(self.cast_node(tensor, name, want, consumer))
         self.home[name] = want
         self.casts[key] = name

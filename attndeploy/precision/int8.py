@@ -35,9 +35,9 @@ import onnx
 
 from attndeploy.errors import require
 from attndeploy.precision.fp16 import name_nodes
+from attndeploy.precision.plan import QDQ_OPS
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-QDQ = ("QuantizeLinear", "DequantizeLinear")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 FLAVOURS = ("trt", "ort-cpu")
 CALIBRATION_BATCH = 8
@@ -117,7 +117,7 @@ def adopt_scopes(model: onnx.ModelProto) -> None:
 
     def owner(node: onnx.NodeProto, depth: int = 0) -> onnx.NodeProto | None:
         for reader in readers.get(node.output[0], []) if node.output else []:
-            if reader.op_type not in QDQ:
+            if reader.op_type not in QDQ_OPS:
                 return reader
             found = owner(reader, depth + 1) if depth < 3 else None
             if found is not None:
@@ -125,7 +125,7 @@ def adopt_scopes(model: onnx.ModelProto) -> None:
         return None
 
     for node in model.graph.node:
-        if node.op_type not in QDQ or node.metadata_props:
+        if node.op_type not in QDQ_OPS or node.metadata_props:
             continue
         reader = owner(node)
         if reader is None:

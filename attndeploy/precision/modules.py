@@ -25,9 +25,9 @@ import onnx
 import torch
 from torch import nn
 
-from attndeploy.localise.eager import Event, record_events
 from attndeploy.localise.graph import index_graph, run_exposed
 from attndeploy.localise.match import event_names
+from attndeploy.module_events import Event, record_events
 from attndeploy.modulepath import class_site
 from attndeploy.precision.metrics import ErrorStats, error_stats, sqnr_floor
 from attndeploy.precision.policy import ROOT_LABEL

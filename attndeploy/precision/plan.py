@@ -148,8 +148,7 @@ def _grid_paths(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> list[lis
 
 
 def fp32_plan(model: onnx.ModelProto, keep_fp32_ops: Iterable[str] = KEEP_FP32_OPS,
-              attention_energies: bool = True, layernorm_decomposition: bool = True,
-              sampling_grids: bool = True) -> list[Fp32Pin]:
+              layernorm_decomposition: bool = True) -> list[Fp32Pin]:
     """The nodes of `model` to keep in fp32, in graph order, each with its reason."""
     keep = frozenset(keep_fp32_ops)
     nodes = list(model.graph.node)  # one wrapper per node: protobuf hands out new ones on each access
@@ -161,14 +160,13 @@ def fp32_plan(model: onnx.ModelProto, keep_fp32_ops: Iterable[str] = KEEP_FP32_O
         for match in _layernorm_decompositions(model, nodes):
             for node in match:
                 reasons.setdefault(id(node), "LayerNormalization decomposition (opset < 17)")
-    if attention_energies and keep & {"Softmax", "LogSoftmax"}:
+    if keep & {"Softmax", "LogSoftmax"}:
         for path in _energy_paths(model, nodes):
             for node in path:
                 reasons.setdefault(id(node), "attention energies feeding Softmax (overflow fp16)")
-    if sampling_grids:
-        for path in _grid_paths(model, nodes):
-            for node in path:
-                reasons.setdefault(id(node), "sampling coordinates feeding GridSample (fp16 rounds positions)")
+    for path in _grid_paths(model, nodes):
+        for node in path:
+            reasons.setdefault(id(node), "sampling coordinates feeding GridSample (fp16 rounds positions)")
     return [Fp32Pin(node_label(n), n.op_type, reasons[id(n)], tuple(o for o in n.output if o))
             for n in nodes if id(n) in reasons]
 

@@ -29,10 +29,10 @@ import onnx
 
 from attndeploy.defaults import FP16_MAX, FP16_MIN_COSINE
 from attndeploy.precision.fp16 import convert_onnx_to_fp16, name_nodes
-from attndeploy.precision.metrics import error_stats
+from attndeploy.precision.metrics import cosine_of, error_stats
 from attndeploy.precision.plan import fp32_plan
 from attndeploy.precision.policy import scope_label
-from attndeploy.precision.strict import run_model, strict_fp16_model
+from attndeploy.precision.strict import run_each, strict_fp16_model
 from attndeploy.precision.tensors import float_values
 
 OVERFLOW_MARGIN = 2.0    # inputs beyond the search's may be larger: values past 32752 already stay fp32
@@ -79,16 +79,12 @@ class Fp16Search:
                 "rounds": self.rounds, "cosine": self.cosine, "passed": self.passed}
 
 
-def _lowest_cosine(outs: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> float:
-    values = [error_stats(r, o).cosine for r, o in zip(refs, outs)]
-    return math.nan if any(math.isnan(v) for v in values) else min(values, default=1.0)
-
-
 class _Search:
     def __init__(self, model: onnx.ModelProto, inputs: Sequence[np.ndarray], refs: Sequence[Sequence[np.ndarray]],
                  input_name: str, budget: float) -> None:
         self.m, self.inputs, self.refs, self.input_name, self.budget = model, inputs, refs, input_name, budget
         self.nodes = {n.name: n for n in model.graph.node}
+        self.writers = {o: n for n in model.graph.node for o in n.output if o}
         self.readers: dict[str, list[onnx.NodeProto]] = {}
         for n in model.graph.node:
             for t in n.input:
@@ -125,21 +121,20 @@ class _Search:
             if peak <= limit:
                 continue
             why = f"values up to {peak:.3g} past {limit:g} (fp16 max {FP16_MAX:g} / margin {OVERFLOW_MARGIN:g})"
-            writer = next((n for n in self.m.graph.node if tensor in n.output), None)
+            writer = self.writers.get(tensor)
             if writer is not None:
                 count += self.keep(writer, "overflow", f"writes {why}")
             count += self.keep_readers(tensor, "overflow", f"reads {tensor}: {why}")
         return count
 
     def evaluate(self, fp16: onnx.ModelProto) -> tuple[float, float]:
-        plain = strict = 1.0
-        strict_model = strict_fp16_model(fp16).SerializeToString()
-        data = fp16.SerializeToString()
-        for x, refs in zip(self.inputs, self.refs):
-            feeds = {self.input_name: x}
-            plain = _worst(plain, _lowest_cosine(run_model(data, feeds), refs))
-            strict = _worst(strict, _lowest_cosine(run_model(strict_model, feeds, level="none"), refs))
-        return plain, strict
+        """The lowest output cosine over the search inputs (NaN: non-finite), plain and strict-fp16."""
+        feeds = [{self.input_name: x} for x in self.inputs]
+
+        def lowest(runs: list[list[np.ndarray]]) -> float:
+            return cosine_of([error_stats(r, o).cosine for outs, refs in zip(runs, self.refs)
+                              for r, o in zip(refs, outs)])
+        return lowest(run_each(fp16, feeds)), lowest(run_each(strict_fp16_model(fp16), feeds, level="none"))
 
     def upstream(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         """The nodes (not kept) whose outputs reach `node`'s inputs through layout ops, with those layout ops.
@@ -147,11 +142,10 @@ class _Search:
         The layout ops are kept with the computing nodes, so no fp32 -> fp16 -> fp32 round
         trip is left between them and `node`.
         """
-        writers = {o: n for n in self.m.graph.node for o in n.output if o}
         found: list[onnx.NodeProto] = []
         todo, seen = list(node.input), set()
         while todo:
-            writer = writers.get(todo.pop())
+            writer = self.writers.get(todo.pop())
             if writer is None or writer.name in seen:
                 continue
             seen.add(writer.name)
@@ -201,10 +195,6 @@ class _Search:
                     if "non-finite" in what else 0)
 
 
-def _worst(a: float, b: float) -> float:
-    return math.nan if math.isnan(a) or math.isnan(b) else min(a, b)
-
-
 def search_fp16(fp32: onnx.ModelProto, inputs: Sequence[np.ndarray], refs: Sequence[Sequence[np.ndarray]],
                 input_name: str, policy: Mapping[str, str] | None = None, static_plan: bool = True,
                 budget: float = FP16_MIN_COSINE, max_rounds: int = MAX_ROUNDS) -> Fp16Search:
@@ -235,7 +225,8 @@ def search_fp16(fp32: onnx.ModelProto, inputs: Sequence[np.ndarray], refs: Seque
                       f"strict-fp16 {strict:.6f}: {'meets' if ok else 'misses'} {budget:g}")
         result = Fp16Search(fp16, list(search.kept.values()), rounds, {"plain": plain, "strict": strict}, ok)
         mode = "strict" if not (math.isfinite(strict) and strict >= budget) else "plain"
-        if ok or round_ == max_rounds or not (search.worst_node(fp16, mode) or search.worst_node(fp16, "strict")):
+        if ok or round_ == max_rounds or not (search.worst_node(fp16, mode)
+                                               or (mode == "plain" and search.worst_node(fp16, "strict"))):
             break
     return result
 

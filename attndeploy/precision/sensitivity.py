@@ -11,14 +11,16 @@ them into at least two groups (a detector's `model.0` ... `model.22`, a zoo modu
 `MAX_UNITS` (the rest stay together in their parent). Sensitivity: only that unit
 quantized, everything else float; ranked by the lowest output cosine, then SQNR (the
 error that unit alone brings). Exclusion: from the fully quantized graph, the most
-sensitive units are left float one by one until every output reaches `target` (or
-`max_excluded` units are out).
+sensitive units are left float one by one until every output reaches `target` and
+`accept(graph)` (the model family's task check: a detector's detections after NMS) passes,
+or `max_excluded` units are out. A cosine over every output can hide what the task reads
+(a few boxes whose class or score moved), hence the second test.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,10 +29,12 @@ import onnx
 from attndeploy.precision.int8 import Quantizer
 from attndeploy.precision.metrics import error_stats
 from attndeploy.precision.policy import ROOT_LABEL, scope_label
-from attndeploy.precision.strict import run_model
+from attndeploy.precision.strict import run_each
 
 MAX_UNITS = 40
 MAX_EXCLUDED = 8
+
+Accept = Callable[[onnx.ModelProto], tuple[bool, str]]   # Q/DQ graph -> (passed, one line saying what was measured)
 
 
 @dataclass
@@ -68,7 +72,8 @@ class Int8Search:
 
 def units(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, list[str]]:
     """{module path: node names} of `names` at the shallowest depth giving >= 2 groups (see the docstring)."""
-    scopes = {n.name: scope_label(n) for n in model.graph.node if n.name in set(names)}
+    wanted = set(names)
+    scopes = {n.name: scope_label(n) for n in model.graph.node if n.name in wanted}
 
     def group(depth: int) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -90,10 +95,9 @@ def units(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, list[str]]:
 def _score(model: onnx.ModelProto, inputs: Sequence[np.ndarray], refs: Sequence[Sequence[np.ndarray]],
            input_name: str) -> tuple[float, float]:
     """(lowest cosine, lowest SQNR) of `model`'s outputs against `refs` over `inputs`."""
-    data = model.SerializeToString()
     cos, sqnr = 1.0, math.inf
-    for x, ref in zip(inputs, refs):
-        for r, g in zip(ref, run_model(data, {input_name: x})):
+    for outs, ref in zip(run_each(model, [{input_name: x} for x in inputs]), refs):
+        for r, g in zip(ref, outs):
             stats = error_stats(r, g)
             if not stats.finite:
                 return math.nan, math.nan
@@ -102,8 +106,9 @@ def _score(model: onnx.ModelProto, inputs: Sequence[np.ndarray], refs: Sequence[
 
 
 def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs: Sequence[Sequence[np.ndarray]],
-                       target: float, max_excluded: int = MAX_EXCLUDED) -> Int8Search:
-    """The Q/DQ graph meeting `target` on `inputs` (eager fp32 `refs`), the sensitivity ranking and what was excluded.
+                       target: float, max_excluded: int = MAX_EXCLUDED, accept: Accept | None = None) -> Int8Search:
+    """The Q/DQ graph meeting `target` on `inputs` (eager fp32 `refs`) and `accept`, the sensitivity ranking and what
+    was excluded.
 
     `inputs`: model inputs (N, C, H, W) float32; `refs[i]`: the eager outputs on `inputs[i]`.
     """
@@ -121,8 +126,19 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
                         target)
     excluded: list[str] = []
     model, cos = full, full_cos
+
+    def good_enough() -> bool:
+        if not (math.isfinite(cos) and cos >= target):
+            return False
+        if accept is None:
+            return True
+        passed, what = accept(model)
+        if not passed:
+            result.rounds.append(f"cosine target met, task check failed: {what}")
+        return passed
+
     for unit in ranking[:max_excluded]:
-        if math.isfinite(cos) and cos >= target:
+        if good_enough():
             break
         excluded.append(unit.module)
         model = quantizer.quantize(exclude=[n for m in excluded for n in groups[m]])
@@ -132,4 +148,4 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
     return result
 
 
-__all__ = ["MAX_EXCLUDED", "MAX_UNITS", "Int8Search", "ModuleSensitivity", "quantize_to_target", "units"]
+__all__ = ["MAX_EXCLUDED", "MAX_UNITS", "Accept", "Int8Search", "ModuleSensitivity", "quantize_to_target", "units"]

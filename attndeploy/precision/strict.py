@@ -30,8 +30,7 @@ _TYPE_ATTRS = {"Cast": "to", "EyeLike": "dtype", "RandomNormal": "dtype", "Rando
 def _widen_tensor(t: TensorProto) -> TensorProto:
     if t.data_type != FLOAT16:
         return t
-    wide = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name)
-    return wide
+    return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name)
 
 
 def _float16_outputs(model: onnx.ModelProto) -> set[str]:
@@ -85,14 +84,20 @@ def strict_fp16_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return strict
 
 
+def run_each(model: onnx.ModelProto | bytes, feeds: Sequence[dict[str, np.ndarray]], level: str = "all",
+             outputs: Sequence[str] | None = None) -> list[list[np.ndarray]]:
+    """`model` on each of `feeds` in one onnxruntime CPU session (all cores); float outputs as float32 arrays."""
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    session = ort_session(data, 0, ("CPUExecutionProvider",), level=level)
+    names = list(outputs) if outputs else None
+    return [[np.asarray(r, np.float32) if np.issubdtype(np.asarray(r).dtype, np.floating) else np.asarray(r)
+             for r in session.run(names, f)] for f in feeds]
+
+
 def run_model(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], level: str = "all",
               outputs: Sequence[str] | None = None) -> list[np.ndarray]:
     """`model` on `feeds` in onnxruntime CPU (all cores); float outputs as float32 arrays."""
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    session = ort_session(data, 0, ("CPUExecutionProvider",), level=level)
-    results = session.run(list(outputs) if outputs else None, feeds)
-    return [np.asarray(r, np.float32) if np.issubdtype(np.asarray(r).dtype, np.floating) else np.asarray(r)
-            for r in results]
+    return run_each(model, [feeds], level, outputs)[0]
 
 
 def run_strict(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -100,4 +105,4 @@ def run_strict(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.
     return run_model(strict_fp16_model(model), feeds, level="none")
 
 
-__all__ = ["run_model", "run_strict", "strict_fp16_model"]
+__all__ = ["run_each", "run_model", "run_strict", "strict_fp16_model"]

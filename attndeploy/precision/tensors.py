@@ -33,7 +33,6 @@ def float_values(model: onnx.ModelProto, feeds: dict[str, np.ndarray], names: li
     `level`: onnxruntime's graph optimization ("none" keeps every node, so every tensor exists).
     """
     names = float_tensors(model) if names is None else names
-    declared = {o.name for o in model.graph.output}
     values: dict[str, np.ndarray] = {}
     for start in range(0, len(names), CHUNK):
         chunk = names[start:start + CHUNK]
@@ -45,7 +44,7 @@ def float_values(model: onnx.ModelProto, feeds: dict[str, np.ndarray], names: li
             for n in chunk)
         arrays = run_model(exposed, feeds, level=level, outputs=chunk)
         values.update({n: a.astype(np.float32, copy=False) for n, a in zip(chunk, arrays)})
-    return {n: values[n] for n in names if n in values or n in declared}
+    return values
 
 
 __all__ = ["float_tensors", "float_values"]

@@ -1,10 +1,10 @@
 """What every reduced-precision graph must be before it is written: valid, ordered, float32 at its edges.
 
 `verify_reduced(model, what)` raises `CheckFailed` (the converter or quantizer produced a
-bad file: a finding, exit 1) unless the graph passes `onnx.checker`, every node comes after
-the producers of its inputs (topological order: TensorRT's parser and onnxruntime need it,
-and a converter that appends Casts late breaks it), and every graph input and output is
-float32 (the runner that feeds the fp32 model feeds this one).
+bad file: a finding, exit 1) unless the graph passes `onnx.checker` (which includes
+topological order: TensorRT's parser and onnxruntime need it, and a converter that appends
+Casts late breaks it) and every graph input and output is float32 (the runner that feeds
+the fp32 model feeds this one).
 """
 
 from __future__ import annotations
@@ -13,19 +13,6 @@ import onnx
 from onnx import TensorProto
 
 from attndeploy.errors import CheckFailed, first_line
-
-
-def out_of_order(model: onnx.ModelProto) -> list[str]:
-    """Nodes of the main graph that read a tensor no earlier node, input or initializer provides."""
-    g = model.graph
-    known = {v.name for v in g.input} | {t.name for t in g.initializer} | {""}
-    late = []
-    for node in g.node:
-        missing = [i for i in node.input if i not in known]
-        if missing:
-            late.append(f"{node.op_type} {node.name or '<unnamed>'} reads {missing[0]!r} before it is written")
-        known.update(node.output)
-    return late
 
 
 def float_edges(model: onnx.ModelProto) -> list[str]:
@@ -41,12 +28,9 @@ def verify_reduced(model: onnx.ModelProto, what: str) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
         raise CheckFailed(f"{what} fails onnx.checker: {first_line(err, 300)}") from err
-    late = out_of_order(model)
-    if late:
-        raise CheckFailed(f"{what} is not in topological order: {late[0]}")
     edges = float_edges(model)
     if edges:
         raise CheckFailed(f"{what} must keep float32 graph inputs and outputs, got {', '.join(edges)}")
 
 
-__all__ = ["float_edges", "out_of_order", "verify_reduced"]
+__all__ = ["float_edges", "verify_reduced"]

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnx
-
-from attndeploy.errors import UsageError, first_line, require
+from attndeploy.errors import first_line
 from attndeploy.tensorrt._api import current_platform, major_version, polygraphy_log
 from attndeploy.tensorrt.cache import (
     BuildSettings,
@@ -36,7 +34,7 @@ from attndeploy.tensorrt.cache import (
 from attndeploy.tensorrt.network import EngineBuildFailed
 from attndeploy.tensorrt.options import BuildOptions, strongly_typed
 from attndeploy.tensorrt.plan import BuildPlan, plan_build
-from attndeploy.tensorrt.profiles import Profile, derive_profile
+from attndeploy.tensorrt.profiles import Profile, derive_profile, read_onnx
 
 Log = Callable[[str], None]
 
@@ -61,17 +59,6 @@ class BuildResult:
                 "key": self.key, "reason": self.reason, "platform": vars(self.platform),
                 "settings": self.settings.to_dict(), "fp32_layers": self.fp32_layers, "warnings": self.warnings,
                 "seconds": round(self.seconds, 3)}
-
-
-def read_onnx(onnx_path: Path) -> tuple[bytes, onnx.ModelProto]:
-    """The file's bytes and the parsed model; `UsageError` when missing or not ONNX."""
-    require(onnx_path.is_file(), "the ONNX model must exist", "a readable .onnx file", str(onnx_path))
-    data = onnx_path.read_bytes()
-    try:
-        return data, onnx.load_from_string(data)
-    except Exception as err:  # protobuf's DecodeError
-        raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto",
-                         f"{onnx_path} ({type(err).__name__})") from err
 
 
 def build_settings(options: BuildOptions, major: int, profile: Profile) -> BuildSettings:
@@ -145,4 +132,4 @@ def engine_path_for(onnx_path: str | Path, precision: str) -> Path:
 
 
 __all__ = ["BuildOptions", "BuildResult", "EngineBuildFailed", "build_engine", "build_settings", "engine_path_for",
-           "read_onnx", "run_plan"]
+           "run_plan"]

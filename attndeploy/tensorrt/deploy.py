@@ -38,14 +38,9 @@ from attndeploy.precision.plan import graph_precision
 from attndeploy.settings import EngineSettings
 from attndeploy.shapes import format_shape
 from attndeploy.tensorrt._api import require_tensorrt
-from attndeploy.tensorrt.builder import (
-    BuildResult,
-    build_engine,
-    engine_path_for,
-    read_onnx,
-)
+from attndeploy.tensorrt.builder import BuildResult, build_engine, engine_path_for
 from attndeploy.tensorrt.options import BuildOptions
-from attndeploy.tensorrt.profiles import Profile, ShapeRule, derive_profile
+from attndeploy.tensorrt.profiles import Profile, ShapeRule, derive_profile, read_onnx
 from attndeploy.tensorrt.runner import TensorRTRunner
 
 Log = Callable[[str], None]
@@ -63,7 +58,7 @@ class EngineReport:
 
     @property
     def passed(self) -> bool:
-        cosine_ok = self.min_cosine is None or all(o.min_cosine >= self.min_cosine for o in self.parity.outputs)
+        cosine_ok = self.min_cosine is None or self.parity.min_cosine >= self.min_cosine
         return bool(self.parity.shapes) and self.parity.passed and cosine_ok
 
     def to_dict(self) -> dict[str, Any]:

@@ -92,13 +92,15 @@ def _per_input(value: Override, names: Sequence[str], flag: str) -> dict[str, Sh
     return {names[0]: _shape(value, flag)}
 
 
-def _load(path: Path) -> onnx.ModelProto:
-    require(path.is_file(), "the ONNX model must exist", "a readable .onnx file", str(path))
+def read_onnx(onnx_path: Path) -> tuple[bytes, onnx.ModelProto]:
+    """The file's bytes and the parsed model (external data not loaded); `UsageError` when missing or not ONNX."""
+    require(onnx_path.is_file(), "the ONNX model must exist", "a readable .onnx file", str(onnx_path))
+    data = onnx_path.read_bytes()
     try:
-        return onnx.load(str(path), load_external_data=False)
+        return data, onnx.load_from_string(data)
     except Exception as err:  # protobuf's DecodeError and friends
         raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto",
-                         f"{path} ({type(err).__name__})") from err
+                         f"{onnx_path} ({type(err).__name__})") from err
 
 
 def _fmt_dims(dims: Dims) -> str:
@@ -163,7 +165,7 @@ def derive_profile(
     Raises `UsageError` for a wrong rank, a dim that contradicts a static model dim,
     a spatial dim outside the module's rule, or min <= opt <= max failing anywhere.
     """
-    proto = model if isinstance(model, onnx.ModelProto) else _load(Path(model))
+    proto = model if isinstance(model, onnx.ModelProto) else read_onnx(Path(model))[1]
     inputs = model_inputs(proto)
     names = list(inputs)
     require(bool(names), "the ONNX model must have a graph input", "at least one input", "none")

@@ -11,11 +11,9 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.acmix import ACmix, ACmixDeploy
-from tests.randomizing import randomize_signed
+from attndeploy.weights import randomize_
 
 SMALL = dict(channels=8, out_channels=8, head=2, kernel_att=3, kernel_conv=3)
-
-
 
 
 @contextmanager
@@ -91,7 +89,7 @@ def acmix_formula(m: ACmix, x: torch.Tensor) -> torch.Tensor:
     (dict(channels=6, out_channels=8, head=2, kernel_att=7, kernel_conv=3), (1, 6, 4, 5)),
 ], ids=["k3", "k3-batch2", "k3-stride2", "k3-stride2-odd", "k7-min-hw"])
 def test_matches_official_formula_float64(kwargs, shape):
-    m = randomize_signed(ACmix(**kwargs), seed=1).double()
+    m = randomize_(ACmix(**kwargs), 1).eval().double()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     with torch.no_grad(), default_dtype(torch.float64):
         got = m(x)
@@ -130,7 +128,7 @@ def test_official_init_no_dep_conv_bias_and_trainable_shift_kernel():
 @pytest.mark.parametrize("zeroed", ["rate1", "rate2"])
 def test_each_path_alone_matches_formula(zeroed):
     """Attention (q scaled by head_dim**-0.5) and conv path (q unscaled) checked in isolation."""
-    m = randomize_signed(ACmix(**SMALL), seed=4).double()
+    m = randomize_(ACmix(**SMALL), 4).eval().double()
     with torch.no_grad():
         getattr(m, zeroed).zero_()
     x = torch.randn(1, 8, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -145,7 +143,7 @@ def test_each_path_alone_matches_formula(zeroed):
     (dict(channels=8, out_channels=8, head=2, kernel_att=1), [(1, 8, 1, 5), (1, 8, 3, 1)]),
 ])
 def test_deploy_twin_equals_reference(kwargs, shapes):
-    ref = randomize_signed(ACmix(**kwargs), seed=5)
+    ref = randomize_(ACmix(**kwargs), 5).eval()
     twin = ACmixDeploy(**kwargs).eval()
     twin.load_state_dict(ref.state_dict(), strict=True)
     gen = torch.Generator().manual_seed(6)
@@ -190,7 +188,7 @@ def test_deploy_twin_output_shape_stays_dynamic_in_torchscript_export(stride, tm
 
     from tests.helpers import assert_onnx_matches_eager
 
-    model = _ReadsOutputShape(randomize_signed(ACmixDeploy(**dict(SMALL, stride=stride)), seed=7)).eval()
+    model = _ReadsOutputShape(randomize_(ACmixDeploy(**dict(SMALL, stride=stride)), 7)).eval()
     path = tmp_path / "acmix_reader.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

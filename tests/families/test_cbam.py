@@ -8,11 +8,9 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.cbam import CBAM, CBAMDeploy
-from tests.randomizing import randomize_gaussian
+from attndeploy.weights import randomize_
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 2, 11)]
-
-
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -64,7 +62,7 @@ def official_cbam(x: torch.Tensor, m: CBAM, blog_bug: str = "") -> torch.Tensor:
 @pytest.mark.parametrize("kernel_size", [7, 3])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape, kernel_size):
-    m = randomize_gaussian(CBAM(32, reduction=4, kernel_size=kernel_size)).double()
+    m = randomize_(CBAM(32, reduction=4, kernel_size=kernel_size)).eval().double()
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_cbam(x, m), atol=1e-10, rtol=1e-10)
@@ -72,7 +70,7 @@ def test_reference_matches_official_formula(shape, kernel_size):
 
 @pytest.mark.parametrize("bug", ["max_of_avg", "double_sigmoid"])
 def test_blog_bugs_are_not_reproduced(bug):
-    m = randomize_gaussian(CBAM(32, reduction=4)).double()
+    m = randomize_(CBAM(32, reduction=4)).eval().double()
     x = torch.randn(2, 32, 9, 13, dtype=torch.float64)
     with torch.no_grad():
         assert (m(x) - official_cbam(x, m, blog_bug=bug)).abs().max() > 1e-3
@@ -128,7 +126,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize_gaussian(CBAM(64))
+    ref = randomize_(CBAM(64)).eval()
     dep = CBAMDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

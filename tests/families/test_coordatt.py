@@ -7,11 +7,9 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.coordatt import CoordAtt, CoordAttDeploy
-from tests.randomizing import randomize_gaussian
+from attndeploy.weights import randomize_
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
-
-
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -43,14 +41,14 @@ def official_coordatt(x: torch.Tensor, m: CoordAtt) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape):
-    m = randomize_gaussian(CoordAtt(32, reduction=2)).double()  # mip = 16
+    m = randomize_(CoordAtt(32, reduction=2)).eval().double()  # mip = 16
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_coordatt(x, m), atol=1e-10, rtol=1e-10)
 
 
 def test_h_and_w_gates_are_not_swapped():
-    m = randomize_gaussian(CoordAtt(32, reduction=2)).double()
+    m = randomize_(CoordAtt(32, reduction=2)).eval().double()
     x = torch.randn(1, 32, 5, 9, dtype=torch.float64)
     with torch.no_grad():
         swapped = CoordAtt(32, reduction=2).double().eval()
@@ -102,7 +100,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize_gaussian(CoordAtt(64))
+    ref = randomize_(CoordAtt(64)).eval()
     dep = CoordAttDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()
@@ -113,7 +111,7 @@ def test_deploy_equals_reference(shape):
 
 def test_deploy_equals_reference_in_training_mode():
     """BN batch statistics see the H and W positions together in both."""
-    ref = randomize_gaussian(CoordAtt(64)).train()
+    ref = randomize_(CoordAtt(64)).train()
     dep = CoordAttDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.train()

@@ -7,11 +7,9 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.eca import ECA, ECADeploy
-from tests.randomizing import randomize_gaussian
+from attndeploy.weights import randomize_
 
 SHAPES = [(2, 64, 9, 13), (1, 64, 7, 5), (3, 64, 1, 6)]
-
-
 
 
 def official_eca(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -34,7 +32,7 @@ def official_eca(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape, bias):
-    m = randomize_gaussian(ECA(256, bias=bias)).double().eval()  # k = 5
+    m = randomize_(ECA(256, bias=bias)).eval().double()  # k = 5
     x = torch.randn((shape[0], 256, *shape[2:]), dtype=torch.float64)
     expected = official_eca(x, m.conv.weight, m.conv.bias)
     torch.testing.assert_close(m(x), expected, atol=1e-10, rtol=1e-10)
@@ -79,7 +77,7 @@ def test_invalid_arguments(kwargs, fragment):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape, bias):
-    ref = randomize_gaussian(ECA(64, bias=bias)).eval()
+    ref = randomize_(ECA(64, bias=bias)).eval()
     dep = ECADeploy(64, bias=bias)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

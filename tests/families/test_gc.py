@@ -8,14 +8,12 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.gc import ContextBlock, ContextBlockDeploy
-from tests.randomizing import randomize_signed
+from attndeploy.weights import randomize_
 
 GC = dict(channels=64, ratio=1 / 8, pooling_type="att", fusion_types=("channel_add",))
 GCNET = dict(channels=64, ratio=1 / 4, pooling_type="att", fusion_types=("channel_add", "channel_mul"))
 AVG_MUL = dict(channels=32, ratio=1 / 4, pooling_type="avg", fusion_types=("channel_mul",))
 CONFIGS = [GC, GCNET, AVG_MUL]
-
-
 
 
 def transform_formula(seq: nn.Sequential, ctx: torch.Tensor) -> torch.Tensor:
@@ -49,7 +47,7 @@ def gc_formula(m: ContextBlock, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=["gc", "gcnet", "avg_mul"])
 def test_matches_official_formula_float64(kwargs):
-    m = randomize_signed(ContextBlock(**kwargs)).double()
+    m = randomize_(ContextBlock(**kwargs)).eval().double()
     for i, (h, w) in enumerate([(9, 7), (5, 13), (1, 1)]):
         x = torch.randn(2, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         with torch.no_grad():
@@ -108,7 +106,7 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=["gc", "gcnet", "avg_mul"])
 @pytest.mark.parametrize("n,h,w", [(1, 56, 56), (2, 41, 29), (3, 20, 71)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize_signed(ContextBlock(**kwargs), seed=1)
+    ref = randomize_(ContextBlock(**kwargs), 1).eval()
     dep = ContextBlockDeploy(**kwargs)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -8,7 +8,7 @@ from torch import nn
 
 from attndeploy.errors import UsageError
 from attndeploy.families.nonlocal_block import NonLocalBlock, NonLocalBlockDeploy
-from tests.randomizing import randomize_signed
+from attndeploy.weights import randomize_
 
 CONFIGS = [
     dict(channels=64),
@@ -16,8 +16,6 @@ CONFIGS = [
     dict(channels=16, inter_channels=4, sub_sample=True, bn_layer=False),
 ]
 IDS = ["default", "sub_sample", "sub_sample_no_bn"]
-
-
 
 
 def conv1x1(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
@@ -57,7 +55,7 @@ def nonlocal_formula(m: NonLocalBlock, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
 def test_matches_official_formula_float64(kwargs):
-    m = randomize_signed(NonLocalBlock(**kwargs)).double()
+    m = randomize_(NonLocalBlock(**kwargs)).eval().double()
     for i, (h, w) in enumerate([(9, 7), (4, 11), (2, 3)]):
         x = torch.randn(2, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         with torch.no_grad():
@@ -95,7 +93,7 @@ def test_official_init_is_identity(kwargs):
 
 
 def test_sub_sample_floors_odd_sizes():
-    m = randomize_signed(NonLocalBlock(16, sub_sample=True))
+    m = randomize_(NonLocalBlock(16, sub_sample=True)).eval()
     seen = []
     m.phi.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
     with torch.no_grad():
@@ -116,7 +114,7 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
 @pytest.mark.parametrize("n,h,w", [(1, 28, 28), (2, 13, 9), (3, 10, 21)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize_signed(NonLocalBlock(**kwargs), seed=1)
+    ref = randomize_(NonLocalBlock(**kwargs), 1).eval()
     dep = NonLocalBlockDeploy(**kwargs)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -7,11 +7,9 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.scse import SCSE, SCSEDeploy
-from tests.randomizing import randomize_gaussian
+from attndeploy.weights import randomize_
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
-
-
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -35,7 +33,7 @@ def official_scse(x: torch.Tensor, m: SCSE) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape):
-    m = randomize_gaussian(SCSE(32, reduction=4)).double().eval()
+    m = randomize_(SCSE(32, reduction=4)).eval().double()
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), official_scse(x, m), atol=1e-10, rtol=1e-10)
@@ -43,7 +41,7 @@ def test_reference_matches_official_formula(shape):
 
 def test_both_branches_contribute_additively():
     """Guards against dropping a branch or combining them by max / in sequence."""
-    m = randomize_gaussian(SCSE(32, reduction=4)).double().eval()
+    m = randomize_(SCSE(32, reduction=4)).eval().double()
     x = torch.randn(2, 32, 6, 7, dtype=torch.float64)
     with torch.no_grad():
         out, c, s = m(x), m.cSE(x), m.sSE(x)
@@ -84,7 +82,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize_gaussian(SCSE(64)).eval()
+    ref = randomize_(SCSE(64)).eval()
     dep = SCSEDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

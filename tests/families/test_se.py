@@ -7,11 +7,9 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.se import SqueezeExcite, SqueezeExciteDeploy
-from tests.randomizing import randomize_gaussian
+from attndeploy.weights import randomize_
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
-
-
 
 
 def sigmoid(t: torch.Tensor) -> torch.Tensor:
@@ -32,7 +30,7 @@ def official_se(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Te
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reference_matches_official_formula(shape):
-    m = randomize_gaussian(SqueezeExcite(32, reduction=4)).double().eval()
+    m = randomize_(SqueezeExcite(32, reduction=4)).eval().double()
     x = torch.randn(shape, dtype=torch.float64)
     expected = official_se(x, m.fc[0].weight, m.fc[2].weight)
     torch.testing.assert_close(m(x), expected, atol=1e-10, rtol=1e-10)
@@ -64,7 +62,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize_gaussian(SqueezeExcite(64)).eval()
+    ref = randomize_(SqueezeExcite(64)).eval()
     dep = SqueezeExciteDeploy(64)
     dep.load_state_dict(ref.state_dict(), strict=True)
     dep.eval()

@@ -28,8 +28,9 @@ class ExportFailed(CheckFailed):
 
 
 def _signature(state: PipelineState, opset: int, extra: dict) -> GraphSignature:
-    return GraphSignature(opset, state.input_name, tuple(state.dynamic_axes), tuple(state.output_names),
-                          tuple(state.output_ranks), dict(state.output_axes), extra)
+    ranks = tuple(len(state.output_shapes[name]) for name in state.output_names)
+    return GraphSignature(opset, state.input_name, tuple(state.dynamic_axes), tuple(state.output_names), ranks,
+                          dict(state.output_axes), extra)
 
 
 def export_graph(state: PipelineState, exporter: str, opset: int) -> onnx.ModelProto:

@@ -48,18 +48,14 @@ def parity_shapes(state: PipelineState) -> list[Shape]:
 ChannelAtol = Callable[[Probe], dict[str, np.ndarray]]
 
 
-def tolerance(state: PipelineState, given: bool = True) -> tuple[Tolerance | None, ChannelAtol | None, str]:
-    """(scalar tolerance or None, per-channel atol by output name at a probe, how it was chosen).
-
-    `given=False` ignores the settings' atol/rtol (for graph-vs-graph checks).
-    """
+def tolerance(state: PipelineState) -> tuple[Tolerance | None, ChannelAtol | None, str]:
+    """(scalar tolerance or None, per-channel atol by output name at a probe, how it was chosen)."""
     settings = state.settings
-    if given and (settings.atol is not None or settings.rtol is not None):
+    if settings.atol is not None or settings.rtol is not None:
         tol = Tolerance(ONNX_TOL.atol if settings.atol is None else settings.atol,
                         ONNX_TOL.rtol if settings.rtol is None else settings.rtol)
         return tol, None, "given"
     spec = state.spec
-    scalar = spec.onnx_tol if spec is not None else None
     meter = state.noise
     assert state.eager is not None
     if meter is None or not meter.measure(state.eager.probe(state.shape)).channels:
@@ -74,7 +70,7 @@ def tolerance(state: PipelineState, given: bool = True) -> tuple[Tolerance | Non
            f"channel's largest value and {ABSOLUTE_FLOOR:g}")
     if spec is None:
         return None, per_probe, how
-    return scalar, per_probe, how + f", and the registry's measured {spec.name} tolerance"
+    return spec.onnx_tol, per_probe, how + f", and the registry's measured {spec.name} tolerance"
 
 
 def _probes(state: PipelineState, shapes: list[Shape]) -> None:

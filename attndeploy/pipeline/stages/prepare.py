@@ -16,14 +16,18 @@ from attndeploy.convert import swap_to_deploy
 from attndeploy.copying import private_copy
 from attndeploy.errors import UsageError, first_line, require
 from attndeploy.fileio import check_output_file
-from attndeploy.loading import load_weights
 from attndeploy.parity.check import EagerRuns, eager_outputs
 from attndeploy.parity.inputs import plan_inputs
 from attndeploy.pipeline.state import PipelineState
 from attndeploy.settings import ExportSettings
 from attndeploy.settings_checks import source_label
 from attndeploy.shapes import Shape, format_shape
-from attndeploy.sources import check_image_input, resolve_source, spec_of
+from attndeploy.sources import (
+    check_image_input,
+    default_example,
+    resolve_source,
+    spec_of,
+)
 from attndeploy.spec import ModuleSpec
 from attndeploy.usercode import calling_user_code
 
@@ -48,21 +52,21 @@ def _example_shape(state: PipelineState, spec: ModuleSpec | None, model: nn.Modu
         if spec is None:
             raise UsageError("an example input is required for a model outside the registry",
                              "a tensor or a shape (CLI: --input NxCxHxW)", "no example input")
-        n, c, h, w = spec.example_shape
-        example = (n, int(getattr(model, "channels", c)), h, w)
+        return default_example(spec, model)
     return tuple(example)
 
 
-def _truth_at_example(state: PipelineState) -> dict[str, np.ndarray]:
-    """The eager outputs at the example; the example tensor is the settings' one or the first probe's input."""
+def _truth_at_example(state: PipelineState, shape: Shape) -> dict[str, np.ndarray]:
+    """The eager outputs at the example (of `shape`); the example tensor is the settings' one or the first probe's
+    input."""
     assert state.eager is not None
     given = state.settings.example
     try:
         with calling_user_code(f"{state.name}'s forward"):
             if isinstance(given, torch.Tensor):
                 state.example = given.detach().float().clone()
-                return eager_outputs(state.eager.model, state.example)
-            probe = state.eager.probe(state.shape_hint)
+                return eager_outputs(state.eager.model, state.example, state.eager.dropped)
+            probe = state.eager.probe(shape)
     except UsageError:
         raise
     except Exception as err:
@@ -75,14 +79,11 @@ def _truth_at_example(state: PipelineState) -> dict[str, np.ndarray]:
 def prepare(state: PipelineState) -> None:
     settings = state.settings
     check_output_file(settings.resolved_out_path(_expected_name(settings)))
-    module_given = isinstance(settings.source, nn.Module)
-    source = resolve_source(settings.source, settings.kwargs, None if module_given else settings.weights,
-                            settings.seed, settings.name, custom_modules=settings.custom_modules,
-                            trust_checkpoint=settings.trust_checkpoint)
+    given = private_copy(settings.source) if isinstance(settings.source, nn.Module) else settings.source
+    source = resolve_source(given, settings.kwargs, settings.weights, settings.seed, settings.name,
+                            custom_modules=settings.custom_modules, trust_checkpoint=settings.trust_checkpoint)
     state.name, state.spec = source.name, source.spec
-    truth = private_copy(source.model) if module_given else source.model
-    if module_given and settings.weights is not None:
-        load_weights(truth, settings.weights)
+    truth = source.model
     prepared = adapter_for(truth).prepare(truth, settings)
     for note in prepared.notes:
         state.log(f"{prepared.family}: {note}")
@@ -93,7 +94,7 @@ def prepare(state: PipelineState) -> None:
     if spec is not None:
         require(settings.opset >= spec.min_opset, f"{state.name} needs ops that exist from opset {spec.min_opset}",
                 f"opset >= {spec.min_opset}", settings.opset)
-    shape = state.shape_hint = _example_shape(state, spec, truth)
+    shape = _example_shape(state, spec, truth)
     if spec is not None:
         spec.check_input_shape(shape, int(getattr(truth, "channels", shape[1])))
     else:
@@ -103,14 +104,16 @@ def prepare(state: PipelineState) -> None:
                 "parity_shapes must keep the example's rank and channels", format_shape(shape), format_shape(other))
     state.inputs = plan_inputs(shape, settings.inputs)
     state.eager = EagerRuns(truth, state.inputs.make, settings.seed)
-    outputs = _truth_at_example(state)
+    outputs = _truth_at_example(state, shape)
     require(len(outputs) > 0, f"{state.name} must return at least one tensor", "a tensor (or a tuple/dict of them)",
             "no tensor outputs")
+    for note in state.eager.dropped:
+        state.notes.append(note)
+        state.log(f"{state.name}: {note}")
     names = prepared.output_names or list(outputs)
     require(len(names) == len(outputs), f"{state.name}'s adapter names every output", f"{len(outputs)} names",
             f"{len(names)}: {names}")
     state.output_names = names
-    state.output_ranks = [o.ndim for o in outputs.values()]
     state.output_shapes = {n: tuple(o.shape) for n, o in zip(names, outputs.values())}
     if settings.deploy_twins:
         state.deploy, state.swaps = swap_to_deploy(truth)

@@ -18,6 +18,12 @@ from attndeploy.lowering.deformconv import PLUGIN_DOMAIN, plugin_nodes_to_onnx
 from attndeploy.pipeline.state import Graph, PipelineState
 
 
+def runnable(proto: onnx.ModelProto) -> bytes:
+    """What onnxruntime runs for `proto`: its TensorRT plugin nodes swapped for the equivalent standard ONNX ops."""
+    has_plugins = any(n.domain == PLUGIN_DOMAIN for n in proto.graph.node)
+    return (plugin_nodes_to_onnx(proto) if has_plugins else proto).SerializeToString()
+
+
 def fp32_graph(state: PipelineState, proto: onnx.ModelProto) -> Graph:
     """The fp32 `Graph` of `proto` (runnable: plugin nodes swapped for standard ops).
 
@@ -27,9 +33,7 @@ def fp32_graph(state: PipelineState, proto: onnx.ModelProto) -> Graph:
     if state.output_axes:
         for note in pin_static_output_dims(proto, state.output_axes, state.output_shapes):
             state.log(note)
-    has_plugins = any(n.domain == PLUGIN_DOMAIN for n in proto.graph.node)
-    runnable = plugin_nodes_to_onnx(proto).SerializeToString() if has_plugins else proto.SerializeToString()
-    return Graph("fp32", proto, state.settings.resolved_out_path(state.name), runnable)
+    return Graph("fp32", proto, state.settings.resolved_out_path(state.name), runnable(proto))
 
 
 def simplify(state: PipelineState) -> None:

@@ -1,4 +1,4 @@
-"""The eager side of localisation: every module's inputs and outputs, in execution order.
+"""Every module's inputs and outputs in one eager run, in execution order (localisation, determinism).
 
 `record_events(model, x)` runs `model(x)` once (no grad) with hooks on every module and
 returns one `Event` per module entry ("in": the floating-point tensors passed to it) and
@@ -59,21 +59,20 @@ def record_events(model: nn.Module, x: Tensor) -> EagerRun:
     flag is restored afterwards.
     """
     events: list[Event] = []
-    stack_ref: list[ModuleStack] = []
 
     def enter(path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if path:  # the root's input is the graph input
-            events.append(Event(len(events), "in", path, stack_ref[0].parent, float_arrays((args, kwargs))))
+            events.append(Event(len(events), "in", path, stack.parent, float_arrays((args, kwargs))))
 
     def leave(path: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         events.append(Event(len(events), "out", path, path, float_arrays(output)))
 
+    stack = ModuleStack(model, enter, leave)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), ModuleStack(model, enter, leave) as stack:
-            stack_ref.append(stack)
+        with torch.no_grad(), stack:
             out = model(x)
     finally:
         model.train(was_training)
-    return EagerRun(events, dict(model.named_modules(remove_duplicate=False)), float_arrays(out))
+    return EagerRun(events, stack.modules, float_arrays(out))
