@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from torch import nn
 
+from attndeploy.copying import private_copy
 from attndeploy.registry import all_specs, init_kwargs
 
 
@@ -38,11 +38,11 @@ def swap_to_deploy(model: nn.Module, inplace: bool = False) -> tuple[nn.Module, 
     """Return `model` with each reference module (exact class match) replaced by its twin.
 
     Subclasses of reference classes are left alone: their forward may differ. The
-    model is deep-copied first unless `inplace`.
+    model is copied first (`copying.private_copy`) unless `inplace`.
     """
     twins = _twin_classes()
     if not inplace:
-        model = copy.deepcopy(model)
+        model = private_copy(model)
     swaps: list[Swap] = []
 
     def visit(module: nn.Module, path: str) -> nn.Module:

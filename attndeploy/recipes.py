@@ -43,6 +43,7 @@ from attndeploy.pipeline.state import Log
 from attndeploy.quiet import quiet
 from attndeploy.registry import get_spec, list_modules
 from attndeploy.settings import ExportSettings
+from attndeploy.settings_checks import CHECKPOINT_SUFFIXES, YAML_SUFFIXES
 from attndeploy.shapes import Shape, parse_shape
 from attndeploy.sources import is_registry_name
 
@@ -165,7 +166,7 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
             "e.g. { attn = 'cbam' }", repr(model.get("kwargs")))
     source = model["source"]
     require("input" in export or not isinstance(source, str) or is_registry_name(source)
-            or source.endswith((".yaml", ".yml", ".pt", ".pth")),
+            or source.lower().endswith((*YAML_SUFFIXES, *CHECKPOINT_SUFFIXES)),
             "recipe key [export].input is required", "e.g. [1, 3, 224, 224] (registry names and detector YAMLs "
             "have a default)",
             "no [export].input")

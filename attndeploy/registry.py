@@ -111,5 +111,4 @@ register(ModuleSpec("acmix", ACmix, ACmixDeploy, EXAMPLE, "arXiv:2111.14556",
 register(ModuleSpec("spd", SPDConv, SPDConvDeploy, EXAMPLE, "arXiv:2208.03641",
                     dict(channels=64, out_channels=128), hw_multiple=2, **MEDIUM))
 register(ModuleSpec("deformconv", DeformConvBlock, DeformConvBlockDeploy, EXAMPLE, "arXiv:1703.06211, arXiv:1811.11168",
-                    dict(channels=64, out_channels=64, kernel_size=3, modulated=True),
-                    lowering="attndeploy.lowering.deformconv"))
+                    dict(channels=64, out_channels=64, kernel_size=3, modulated=True)))

@@ -114,6 +114,10 @@ class ExportSettings:
         check.choice(self.exporter, "exporter", EXPORTERS)
         check.exporter_opset(self.exporter, self.opset)
         check.choice(self.deform_conv, "deform_conv", DEFORM_CONV_LOWERINGS)
+        if self.deform_conv != "auto":  # an explicit lowering the opset cannot express is bad input, before any run
+            from attndeploy.lowering.deformconv import resolve_deform_lowering
+
+            resolve_deform_lowering(self.deform_conv, self.opset)
         for flag in ("rewrites", "deploy_twins", "simplify"):
             check.flag(getattr(self, flag), flag)
         set_(self, "parity_shapes", check.parity_shapes(self.parity_shapes, self.example))

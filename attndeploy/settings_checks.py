@@ -6,7 +6,6 @@ value (`opset must be an int: expected an int in 13..20, got '17' (str)`).
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -137,10 +136,7 @@ def patterns(values: Any, option: str) -> tuple[str, ...]:
         values = values.split(",")
     require(isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values),
             f"{option} must be module-path patterns", "e.g. ['model.9.*', '*.softmax']", _show(values))
-    cleaned = tuple(v.strip() for v in values if v.strip())
-    for p in cleaned:
-        fnmatch.translate(p)
-    return cleaned
+    return tuple(v.strip() for v in values if v.strip())
 
 
 def path(value: Any, option: str) -> Path:
@@ -197,10 +193,19 @@ def source(value: Any) -> nn.Module | str:
 
 
 def source_label(value: str) -> str:
-    """`pkg.module:factory` -> factory; `path/to/file.py` -> file; a registry name -> itself."""
+    """`pkg.module:factory` -> factory; `path/to/file.py` (.yaml, .pt ...) -> file; a registry name -> itself."""
     if ":" in value.replace(":\\", ""):
         return value.rsplit(":", 1)[-1]
-    return Path(value).stem if value.endswith((".py", ".yaml", ".yml", ".pt")) else value
+    return Path(value).stem if is_model_file(value) else value
+
+
+YAML_SUFFIXES = (".yaml", ".yml")
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def is_model_file(value: str) -> bool:
+    """A Python file, a model YAML or a checkpoint, by its suffix (any case)."""
+    return value.lower().endswith((".py", *YAML_SUFFIXES, *CHECKPOINT_SUFFIXES))
 
 
 def imgsz(value: Any) -> tuple[int, int] | None:

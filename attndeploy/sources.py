@@ -25,7 +25,7 @@ from attndeploy.errors import require
 from attndeploy.limits import check_module_bytes, check_tensor_bytes
 from attndeploy.loading import load_model, load_weights
 from attndeploy.registry import all_specs, create, get_spec, list_modules
-from attndeploy.settings_checks import source_label
+from attndeploy.settings_checks import is_model_file, source_label
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.spec import ModuleSpec
 from attndeploy.weights import randomize_
@@ -41,7 +41,7 @@ class Source:
 
 
 def is_registry_name(source: str) -> bool:
-    return ":" not in source and not source.endswith((".py", ".yaml", ".yml", ".pt", ".pth"))
+    return ":" not in source and not is_model_file(source)
 
 
 def spec_of(model: nn.Module) -> ModuleSpec | None:

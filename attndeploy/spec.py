@@ -23,9 +23,8 @@ class ModuleSpec:
     `reference` and `deploy` are the family's two classes (`attndeploy/families/<family>.py`).
     `example_shape` is the default (N, C, H, W) that `create(name)` accepts. `hw_multiple`
     and `min_hw` bound the spatial sizes the module accepts (SPD needs even H and W,
-    ACmix's reflection padding needs H, W > its pad). `lowering` is the dotted path of the
-    export-time lowering the family needs ("" for none), e.g. `attndeploy.lowering.deformconv`
-    for torchvision's `deform_conv2d`, which no exporter handles on its own.
+    ACmix's reflection padding needs H, W > its pad). (torchvision's `deform_conv2d` is lowered
+    at export wherever it occurs, registry module or not: `attndeploy.lowering.deformconv`.)
     """
 
     name: str
@@ -39,7 +38,6 @@ class ModuleSpec:
     min_opset: int = MIN_OPSET
     hw_multiple: int = 1
     min_hw: int = 1
-    lowering: str = ""
 
     @property
     def rule(self) -> ShapeRule:

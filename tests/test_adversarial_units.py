@@ -151,3 +151,12 @@ def test_unknown_name_that_is_not_a_string(name):
         attndeploy.get_spec(name)
     assert f"got {name!r}" in str(caught.value) and "expected one of acmix, cbam" in str(caught.value)
     assert "did you mean" not in str(unknown_name("module", None, ["se"]))
+
+
+def test_model_files_are_told_from_registry_names_by_suffix_in_any_case():
+    from attndeploy.settings_checks import source_label
+    from attndeploy.sources import is_registry_name
+
+    assert is_registry_name("se") and not any(is_registry_name(s) for s in ("best.PT", "y.YAML", "m.pth", "f.py"))
+    assert [source_label(s) for s in ("runs/best.pth", "cfg/y.YAML", "pkg.mod:make", "se")] == ["best", "y", "make",
+                                                                                                  "se"]

@@ -62,3 +62,20 @@ def test_exporter_choice_is_honoured(exporter, opset, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["opset"] == opset
     assert report["exporter"] == ("torchscript" if exporter == "auto" else exporter)
+
+
+def test_a_recipe_refuses_the_model_options_it_would_ignore(tmp_path, capsys):
+    recipe = tmp_path / "zoo.toml"
+    recipe.write_text(f"[zoo]\nmodules = ['se']\nout = '{tmp_path.as_posix()}'\n")
+    assert main(["export", "--recipe", str(recipe), "--input", "1x64x8x8", "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--recipe takes the model, its files and its seed from the recipe" in err and "--input, --seed" in err
+
+
+def test_a_zoo_recipe_with_a_failing_module_still_prints_the_others(tmp_path, capsys):
+    recipe = tmp_path / "zoo.toml"
+    recipe.write_text(f"[zoo]\nmodules = ['se', 'spd']\nout = '{tmp_path.as_posix()}'\ndynamic = false\n"
+                      "input = '1x64x9x9'\n")   # SPD-Conv needs even H and W
+    assert main(["export", "--recipe", str(recipe), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["passed"] and [r["name"] for r in report["results"]] == ["se"] and "spd" in report["failures"]

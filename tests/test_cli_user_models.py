@@ -91,4 +91,5 @@ def test_host_recipe_exports(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "attndeploy", "export", "--recipe", str(ROOT / "export/host_cbam.toml"),
                            "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["parity"]["passed"]
+    report = json.loads(proc.stdout)
+    assert report["parity"]["passed"] and report["onnx"] == str(tmp_path / "host_cbam.onnx")   # --out moves the files

@@ -92,4 +92,4 @@ def test_cli_export_deformconv_plugin_keeps_the_plugin_node(tmp_path, capsys):
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["node_counts"].get("trt.plugins::ModulatedDeformConv2d") == 1
-    assert report["simplify"]["numeric_check"] is True and report["parity"]["passed"]  # checked by parity, on DeformConv
+    assert report["parity"]["passed"]  # the simplified plugin graph is checked by parity, on DeformConv

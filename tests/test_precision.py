@@ -19,7 +19,9 @@ import torch
 import attndeploy
 from attndeploy.defaults import FP16_MIN_COSINE, INT8_MIN_COSINE
 from attndeploy.errors import CheckFailed, UsageError
+from attndeploy.families.deformconv import DeformConvBlock
 from attndeploy.lint import lint_onnx
+from attndeploy.lowering.deformconv import PLUGIN_DOMAIN
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.precision.int8 import Quantizer
 from attndeploy.precision.metrics import error_stats
@@ -209,7 +211,7 @@ def test_sensitivity_goes_on_until_the_task_check_passes(graphs):
         found = quantize_to_target(quantizer, xs, refs, target=0.99, accept=accept)
     assert cosine_only.full_cosine >= 0.99 and not cosine_only.excluded     # the cosine alone stops at once
     assert found.excluded and checked[0] >= limit
-    assert largest_error(found.model) < limit
+    assert largest_error(found.model) < limit and found.passed and found.task_passed
     assert any(r.startswith("cosine target met, task check failed: largest error") for r in found.rounds)
 
 
@@ -258,3 +260,14 @@ def test_cli_usage_errors_are_one_line_exit_2(tmp_path):
         errors = [line for line in lines if line.startswith(("error", "attndeploy"))]
         assert proc.returncode == 2, (args, proc.stderr[-800:])
         assert "Traceback" not in proc.stderr and len(errors) == 1 and words in errors[0], (args, lines)
+
+
+def test_fp16_of_a_plugin_graph_searches_its_onnx_stand_in_and_keeps_the_plugin(tmp_path):
+    """onnxruntime cannot run TensorRT's ModulatedDeformConv2d: the search runs the graph with ONNX DeformConv in its
+    place, and the fp16 file keeps the plugin node (fp32, no fp16 schema) between Casts."""
+    res = attndeploy.export(randomize_(DeformConvBlock(16, 16), 0), (1, 16, 16, 16), tmp_path / "m.onnx",
+                            precision="fp16", deform_conv="plugin")
+    assert res.passed, res.parities["fp16/onnxruntime-cpu"].failure_message()
+    graph = onnx.load(res.files["fp16"])
+    assert [(n.domain, n.op_type) for n in graph.graph.node if n.domain] == [(PLUGIN_DOMAIN, "ModulatedDeformConv2d")]
+    assert any(n.op_type == "Cast" for n in graph.graph.node)

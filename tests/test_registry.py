@@ -1,4 +1,3 @@
-import importlib
 import subprocess
 import sys
 
@@ -52,18 +51,6 @@ def test_channels_not_divisible_by_reduction():
         attndeploy.create("scse", channels=40, reduction=16)
 
 
-@pytest.mark.parametrize("spec", [s for s in all_specs() if s.lowering], ids=lambda s: s.name)
-def test_every_named_lowering_imports(spec):
-    assert importlib.import_module(spec.lowering).__name__ == spec.lowering
-
-
-def test_deformconv_names_its_lowering():
-    spec = attndeploy.get_spec("deformconv")
-    assert spec.lowering == "attndeploy.lowering.deformconv"
-    assert importlib.import_module(spec.lowering).deform_conv_export
-    assert {s.name for s in all_specs() if s.lowering} == {"deformconv"}
-
-
 def test_each_family_keeps_reference_and_twin_in_one_file():
     for spec in all_specs():
         family = spec.reference.__module__
@@ -73,7 +60,7 @@ def test_each_family_keeps_reference_and_twin_in_one_file():
 def test_public_names_and_default_tolerances():
     assert ModuleSpec is attndeploy.ModuleSpec and Tolerance is attndeploy.Tolerance
     spec = ModuleSpec("x", torch.nn.Identity, torch.nn.Identity, (1, 3, 8, 8), "-")
-    assert (spec.deploy_tol, spec.onnx_tol, spec.lowering) == (DEPLOY_TOL, ONNX_TOL, "")
+    assert (spec.deploy_tol, spec.onnx_tol) == (DEPLOY_TOL, ONNX_TOL)
 
 
 @pytest.mark.parametrize("module", ["attndeploy.spec", "attndeploy.registry", "attndeploy.families.cbam"])

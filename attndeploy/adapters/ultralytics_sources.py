@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,10 +33,9 @@ import torch
 from torch import nn
 
 from attndeploy.errors import UsageError, first_line, require
+from attndeploy.settings_checks import CHECKPOINT_SUFFIXES, YAML_SUFFIXES
 from attndeploy.usercode import calling_user_code
 
-YAML_SUFFIXES = (".yaml", ".yml")
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 TRUST_HINT = ("an ultralytics checkpoint is a pickle: loading it runs code from the file; if you trust where it came "
               "from, pass --trust-checkpoint (Python: trust_checkpoint=True)")
 
@@ -143,9 +143,16 @@ def build_from_yaml(path: str | Path, custom_modules: Path | None = None) -> Any
 def _read_pickle(path: Path) -> Any:
     from ultralytics.nn.tasks import temporary_modules
 
+    # the aliases of ultralytics' own `torch_safe_load` (which would also download and pip-install what is missing)
     aliases = {"ultralytics.yolo.utils": "ultralytics.utils", "ultralytics.yolo.v8": "ultralytics.models.yolo",
                "ultralytics.yolo.data": "ultralytics.data"}
-    with temporary_modules(modules=aliases), calling_user_code(f"the checkpoint {str(path)!r} (unpickling)"):
+    renamed = {"ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
+               "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
+               "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
+               **({"pathlib.PosixPath": "pathlib.WindowsPath"} if os.name == "nt"
+                  else {"pathlib.WindowsPath": "pathlib.PosixPath"})}
+    with (temporary_modules(modules=aliases, attributes=renamed),
+          calling_user_code(f"the checkpoint {str(path)!r} (unpickling)")):
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except ModuleNotFoundError as err:

@@ -212,23 +212,29 @@ def _reduced_verdict(dets_ref: list[torch.Tensor], got: torch.Tensor, conf: floa
                     f"{REDUCED_AGREEMENT:.0%} each"), {"recall": recall, "precision": precision_}
 
 
-def eager_and_graph(eager_model: nn.Module, onnx_bytes: bytes, input_name: str,
-                    imgsz: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first output of `eager_model` and of the graph on `IMAGES` letterboxed to `imgsz`, float32."""
+@torch.no_grad()
+def eager_output(eager_model: nn.Module, imgsz: tuple[int, int]) -> torch.Tensor:
+    """The first output of `eager_model` on `IMAGES` letterboxed to `imgsz`, float32."""
+    return _first(eager_model(torch.from_numpy(letterboxed_images(imgsz).copy()))).float()
+
+
+def eager_and_graph(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, imgsz: tuple[int, int],
+                    eager: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first output of `eager_model` (`eager` when already run) and of the graph on `IMAGES` letterboxed to
+    `imgsz`, float32."""
     from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-    x = letterboxed_images(imgsz)
-    with torch.no_grad():
-        ref = _first(eager_model(torch.from_numpy(x.copy()))).float()
+    ref = eager_output(eager_model, imgsz) if eager is None else eager
     with OnnxRuntimeRunner(onnx_bytes) as runner:
-        got = np.asarray(next(iter(runner.infer({input_name: x.copy()}).values())))
+        got = np.asarray(next(iter(runner.infer({input_name: letterboxed_images(imgsz).copy()}).values())))
     return ref, torch.from_numpy(got).float()
 
 
 def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-                     imgsz: tuple[int, int], rotated: bool = False) -> TaskCheck:
-    """Detections of `eager_model` and of the graph (of `precision`) on `IMAGES` (see the module docstring)."""
-    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz)
+                     imgsz: tuple[int, int], rotated: bool = False, eager: torch.Tensor | None = None) -> TaskCheck:
+    """Detections of `eager_model` and of the graph (of `precision`) on `IMAGES` (see the module docstring); `eager`:
+    `eager_output(eager_model, imgsz)` when already run."""
+    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz, eager)
     net: Any = eager_model
     nc = int(getattr(net.model[-1], "nc", ref.shape[1] - 4))
     conf, why = choose_conf(ref, nc)
@@ -255,9 +261,9 @@ def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str,
 
 
 def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-               imgsz: tuple[int, int]) -> TaskCheck:
+               imgsz: tuple[int, int], eager: torch.Tensor | None = None) -> TaskCheck:
     """Classifiers: the same top-1 class on `IMAGES` (letterboxed to `imgsz`) in eager and in the graph."""
-    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz)
+    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz, eager)
     top_ref, top_got = ref.argmax(1).tolist(), got.argmax(1).tolist()
     details = {"images": list(IMAGES), "imgsz": list(imgsz), "top1": top_ref, "graph_top1": top_got}
     passed = top_ref == top_got
@@ -265,15 +271,30 @@ def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, preci
     return TaskCheck("top1", passed, f"{verdict} on {' and '.join(IMAGES)}: eager {top_ref}, graph {top_got}", details)
 
 
+class _EagerOnce:
+    """A `TaskChecker` that runs the eager model on `IMAGES` once per model object (a run's truth does not change
+    between the fp32 graph, the int8 search's rounds and the reduced graph) and the graph on every call."""
+
+    def __init__(self, check: Any, imgsz: tuple[int, int], **options: Any) -> None:
+        self.check, self.imgsz, self.options = check, imgsz, options
+        self.seen: tuple[nn.Module, torch.Tensor] | None = None
+
+    def __call__(self, eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str) -> TaskCheck:
+        if self.seen is None or self.seen[0] is not eager_model:
+            self.seen = (eager_model, eager_output(eager_model, self.imgsz))
+        return self.check(eager_model, onnx_bytes, input_name, precision, imgsz=self.imgsz, eager=self.seen[1],
+                          **self.options)
+
+
 def task_checker(task: str, imgsz: Sequence[int]) -> TaskChecker | None:
     """The check for an ultralytics `task` ("detect", "segment", "pose", "obb", "classify"), None for others."""
     size = (int(imgsz[0]), int(imgsz[1]))
     if task in ("detect", "segment", "pose", "obb"):
-        return functools.partial(check_detections, imgsz=size, rotated=task == "obb")
+        return _EagerOnce(check_detections, size, rotated=task == "obb")
     if task == "classify":
-        return functools.partial(check_top1, imgsz=size)
+        return _EagerOnce(check_top1, size)
     return None
 
 
 __all__ = ["borderline_pairs", "check_detections", "check_top1", "choose_conf", "compare_detections",
-           "eager_and_graph", "greedy_matches", "letterboxed_images", "matched_pairs", "task_checker"]
+           "eager_and_graph", "eager_output", "greedy_matches", "letterboxed_images", "matched_pairs", "task_checker"]

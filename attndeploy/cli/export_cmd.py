@@ -1,7 +1,8 @@
 """`attndeploy export NAME|pkg.module:factory|file.py|--recipe FILE`: export, verify, simplify, parity.
 
 Writes DIR/<name>.onnx and DIR/report.json (DIR defaults to models/<name>/), optionally a
-TensorRT engine beside them. Options given on the command line override a recipe's.
+TensorRT engine beside them. Export options and --out given on the command line override a recipe's; the
+model's own options (--input, --name, --kwargs, --weights, --seed) come from the recipe only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from attndeploy.errors import UsageError
 from attndeploy.parity.compare import ParityReport
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
-from attndeploy.recipes import load_recipe, run_recipe
+from attndeploy.recipes import RecipeFailed, load_recipe, run_recipe
 from attndeploy.settings import DEFORM_CONV_LOWERINGS, EngineSettings, ExportSettings
 from attndeploy.shapes import parse_imgsz, parse_shape, parse_shapes
 
@@ -121,11 +122,33 @@ def run(args: argparse.Namespace) -> int:
     return _report(run_pipeline(_settings(args), stderr), args.json)
 
 
+def _moved(path: Path | None, folder: Path, per_module: bool) -> Path:
+    assert path is not None  # every recipe job names its file
+    return folder / path.parent.name / path.name if per_module else folder / path.name
+
+
 def _run_recipe(args: argparse.Namespace) -> int:
+    model_options = {"--input": args.input, "--name": args.name, "--kwargs": args.kwargs or None,
+                     "--weights": args.weights, "--seed": args.seed or None}
+    given = [option for option, value in model_options.items() if value is not None]
+    if given:
+        raise UsageError("--recipe takes the model, its files and its seed from the recipe",
+                         "no " + ", ".join(model_options), ", ".join(given), "set them in the recipe file")
     recipe = load_recipe(args.recipe)
     overrides = _given(args)
-    recipe = dataclasses.replace(recipe, jobs=tuple(job.replace(**overrides) for job in recipe.jobs))
-    results = run_recipe(recipe, log=stderr)
+    jobs = [job.replace(**overrides) for job in recipe.jobs]
+    if args.out is not None:  # the recipe's folder moved: DIR/<name>.onnx, or DIR/<name>/<name>.onnx for a [zoo]
+        jobs = [job.replace(out_path=_moved(job.out_path, args.out, recipe.kind == "zoo")) for job in jobs]
+    recipe = dataclasses.replace(recipe, jobs=tuple(jobs))
+    try:
+        results = run_recipe(recipe, log=stderr)
+    except RecipeFailed as err:
+        if args.json and recipe.kind == "zoo":  # the modules that did export keep their reports
+            print_json({"recipe": str(recipe.path), "passed": False, "results": [r.to_dict() for r in err.results],
+                        "failures": err.failures})
+            stderr(f"error: {err}")
+            return 1
+        raise
     if recipe.kind == "model":
         return _report(results[0], args.json)
     passed = all(r.passed for r in results)

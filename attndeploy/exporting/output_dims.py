@@ -9,8 +9,9 @@ ultralytics' own loader) should see it fixed:
     notes = pin_static_output_dims(proto, {"output0": (0, 2)}, {"output0": (1, 84, 2100)})
 
 Only dims the adapter did not declare dynamic, and only where the graph holds a name
-instead of a number, are set; a dim that is already a number is left as it is. Parity at
-other shapes then runs the graph with the pinned dims, so a wrong pin cannot pass unseen.
+instead of a number, are set; a dim that is already a number is left as it is. onnxruntime
+does not enforce declared output shapes, so parity would not see a wrong pin: the pins are
+only the axes the adapter declares static (a detector's 4 + nc), which eager never varies.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ class SimplifyReport:
     nodes_before: int
     nodes_after: int
     kept: str  # "simplified", or "original" (onnxsim's graph would be larger, or failed parity)
-    numeric_check: bool = True  # the simplified graph is checked against eager (the parity stage)
 
 
 def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tuple[onnx.ModelProto, SimplifyReport]:

@@ -76,16 +76,21 @@ class EagerRuns:
         """The probe at `shape`; `EagerFailed` (naming the module) when the model raises there."""
         shape = tuple(shape)
         if shape not in self._done:
-            x = self.make_input(shape, shape_seed(self.seed, shape))
-            kept = x.numpy().copy()
-            with ModuleStack(self.model) as stack:
-                try:
-                    refs = eager_outputs(self.model, x, self.dropped)
-                except Exception as err:  # the model's own error, with where it happened
-                    where = stack.where()
-                    raise EagerFailed(f"{format_shape(shape)} fails in eager" + (f" at {where}" if where else "")
-                                      + f": {first_line(err, 200)}") from err
-            self._done[shape] = Probe(shape, kept, refs)
+            self.add(self.make_input(shape, shape_seed(self.seed, shape)))
+        return self._done[shape]
+
+    def add(self, x: torch.Tensor) -> Probe:
+        """The probe on the given input `x` (the user's example): the probe at its shape from now on."""
+        shape = tuple(x.shape)
+        kept = x.numpy().copy()
+        with ModuleStack(self.model) as stack:
+            try:
+                refs = eager_outputs(self.model, x, self.dropped)
+            except Exception as err:  # the model's own error, with where it happened
+                where = stack.where()
+                raise EagerFailed(f"{format_shape(shape)} fails in eager" + (f" at {where}" if where else "")
+                                  + f": {first_line(err, 200)}") from err
+        self._done[shape] = Probe(shape, kept, refs)
         return self._done[shape]
 
     def smallest(self) -> Probe:

@@ -79,7 +79,7 @@ class ShapeRule:
         h, w = example[2], example[3]
         if self.fixed is not None:
             return self.fixed
-        odd = (self._fit(h * 3 // 4, True), self._fit(w // 2 + 1, True))
+        odd = (self._fit(h * 3 // 4, True), self._fit(w // 2, True))  # as `discover_rule` probes: its run is reused
         if self.square:
             return odd[0], odd[0]
         return odd if odd[0] != odd[1] else (odd[0], odd[1] + 2 * self.multiple)

@@ -1,7 +1,7 @@
 """The one export pipeline: `ExportSettings` in, `ExportResult` out, through small timed stages.
 
     prepare -> evidence -> lint -> export (+ file checks) -> simplify -> parity (per backend)
-            -> [reroute] -> [precision] -> [task] -> write -> [engine]; then report.json where asked
+            -> [reroute] -> [localise] -> [precision] -> [task] -> write -> [engine]; then report.json where asked
 
 Every command (`export`, recipes, `matrix`, `bench`, `selftest`) and the Python API call
 `run_pipeline`; none re-implements a stage. A stage stops the run by raising
@@ -31,7 +31,8 @@ from attndeploy.pipeline.stages.evidence import evidence
 from attndeploy.pipeline.stages.export import ExportFailed
 from attndeploy.pipeline.stages.export import export as export_stage
 from attndeploy.pipeline.stages.lint import lint
-from attndeploy.pipeline.stages.parity import parity
+from attndeploy.pipeline.stages.parity import failed as parity_failed
+from attndeploy.pipeline.stages.parity import localise_failure, parity
 from attndeploy.pipeline.stages.precision import precision
 from attndeploy.pipeline.stages.precision import wanted as precision_wanted
 from attndeploy.pipeline.stages.prepare import prepare
@@ -59,6 +60,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("simplify", simplify),
     Stage("parity", parity),
     Stage("reroute", reroute, reroute_wanted),
+    Stage("localise", localise_failure, parity_failed),
     Stage("precision", precision, precision_wanted),
     Stage("task", task, lambda s: s.adapter is not None and s.adapter.task_check is not None),
     Stage("write", write),

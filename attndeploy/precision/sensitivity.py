@@ -59,13 +59,15 @@ class Int8Search:
     cosine: float = 1.0          # the handed-on graph's lowest output cosine on the search inputs
     full_cosine: float = 1.0     # with every candidate quantized
     target: float = 0.99
+    task_passed: bool | None = None   # the task check on the handed-on graph (None: no check)
 
     @property
     def passed(self) -> bool:
-        return math.isfinite(self.cosine) and self.cosine >= self.target
+        return math.isfinite(self.cosine) and self.cosine >= self.target and self.task_passed is not False
 
     def to_dict(self) -> dict[str, object]:
         return {"target": self.target, "full_cosine": self.full_cosine, "cosine": self.cosine,
+                "task_passed": self.task_passed, "passed": self.passed,
                 "excluded": self.excluded, "rounds": self.rounds,
                 "sensitivity": [s.to_dict() for s in self.sensitivity]}
 
@@ -128,14 +130,15 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
     model, cos = full, full_cos
 
     def good_enough() -> bool:
+        result.task_passed = None
         if not (math.isfinite(cos) and cos >= target):
             return False
         if accept is None:
             return True
-        passed, what = accept(model)
-        if not passed:
+        result.task_passed, what = accept(model)
+        if not result.task_passed:
             result.rounds.append(f"cosine target met, task check failed: {what}")
-        return passed
+        return result.task_passed
 
     for unit in ranking[:max_excluded]:
         if good_enough():
@@ -144,6 +147,8 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
         model = quantizer.quantize(exclude=[n for m in excluded for n in groups[m]])
         cos, sqnr = _score(model, inputs, refs, name)
         result.rounds.append(f"{unit.module} left float: lowest cosine {cos:.6f}, SQNR {sqnr:.1f} dB")
+    else:
+        good_enough()   # the handed-on graph after the last exclusion
     result.model, result.cosine, result.excluded = model, cos, excluded
     return result
 

@@ -119,6 +119,9 @@ def polygraphy_log() -> PolygraphyLog:
         python_logger.propagate = False
         G_LOGGER.use_python_logging_system = True
         G_LOGGER.module_severity = G_LOGGER.WARNING
+        # without the optional `colored` package, colors on make Polygraphy print a notice to stdout; with it, ANSI
+        # codes would precede the "[W]" / "[E]" the build's filters look for
+        G_LOGGER.colors = False
     return _LOG
 
 

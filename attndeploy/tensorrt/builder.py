@@ -82,6 +82,9 @@ def run_plan(plan: BuildPlan, label: str) -> tuple[bytes, list[str]]:
     except PolygraphyException as err:
         errors = [m for m in log.since(mark) if m.startswith(("[E]", "[!]"))] or [first_line(err)]
         raise EngineBuildFailed(f"TensorRT could not build {label}: " + " | ".join(errors)) from err
+    except OSError as err:  # ctypes could not load a plugin library
+        raise EngineBuildFailed(f"TensorRT could not build {label}: a plugin library did not load: "
+                                f"{first_line(err)}") from err
     warnings = [m for m in log.since(mark) if m.startswith("[W]")]
     return bytes(memoryview(serialized)), warnings
 

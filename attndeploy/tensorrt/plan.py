@@ -89,6 +89,7 @@ def plan_build(onnx_bytes: bytes, model: onnx.ModelProto, profile: Profile, opti
     from polygraphy.backend.trt import (
         CreateConfig,
         EngineBytesFromNetwork,
+        LoadPlugins,
         PostprocessNetwork,
     )
 
@@ -105,6 +106,8 @@ def plan_build(onnx_bytes: bytes, model: onnx.ModelProto, profile: Profile, opti
     parse = ParseOnnx(parsed_bytes, parsed, how.strongly_typed, source, tensorrt_major)
     pin = PinFp32(how.pins) if how.pins else None
     network = PostprocessNetwork(parse, pin, "pin_fp32") if pin is not None else parse
+    if options.plugins:  # the parser needs the creators of the plugin nodes before it parses
+        network = LoadPlugins(plugins=[str(p) for p in options.plugins], obj=network)
     timing = options.timing_cache
     config = CreateConfig(
         tf32=False,  # fp32 engines must match eager fp32 within atol 1e-4

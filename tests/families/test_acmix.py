@@ -12,6 +12,7 @@ from torch import nn
 from attndeploy.errors import UsageError
 from attndeploy.families.acmix import ACmix, ACmixDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_onnx_matches_eager, assert_twin_equals_reference
 
 SMALL = dict(channels=8, out_channels=8, head=2, kernel_att=3, kernel_conv=3)
 
@@ -143,14 +144,8 @@ def test_each_path_alone_matches_formula(zeroed):
     (dict(channels=8, out_channels=8, head=2, kernel_att=1), [(1, 8, 1, 5), (1, 8, 3, 1)]),
 ])
 def test_deploy_twin_equals_reference(kwargs, shapes):
-    ref = randomize_(ACmix(**kwargs), 5).eval()
-    twin = ACmixDeploy(**kwargs).eval()
-    twin.load_state_dict(ref.state_dict(), strict=True)
-    gen = torch.Generator().manual_seed(6)
-    with torch.no_grad():
-        for shape in shapes:
-            x = torch.randn(shape, generator=gen)
-            torch.testing.assert_close(twin(x), ref(x), atol=1e-5, rtol=1e-4)
+    assert_twin_equals_reference(randomize_(ACmix(**kwargs), 5), ACmixDeploy(**kwargs), shapes, atol=1e-5, rtol=1e-4,
+                                 seed=6)
 
 
 def test_deploy_has_no_unfold_or_linspace():
@@ -185,8 +180,6 @@ def test_deploy_twin_output_shape_stays_dynamic_in_torchscript_export(stride, tm
     """Regression: with `unflatten` the TorchScript exporter kept the traced H x W for the twin's
     output, folded the downstream shape read to a Constant, and onnxruntime failed at other sizes."""
     import warnings
-
-    from tests.helpers import assert_onnx_matches_eager
 
     model = _ReadsOutputShape(randomize_(ACmixDeploy(**dict(SMALL, stride=stride)), 7)).eval()
     path = tmp_path / "acmix_reader.onnx"

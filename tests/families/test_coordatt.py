@@ -8,6 +8,7 @@ import torch
 from attndeploy.errors import UsageError
 from attndeploy.families.coordatt import CoordAtt, CoordAttDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 SHAPES = [(2, 32, 9, 13), (1, 32, 7, 5), (3, 32, 1, 6)]
 
@@ -100,13 +101,7 @@ def test_invalid_arguments(kwargs, fragment):
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape):
-    ref = randomize_(CoordAtt(64)).eval()
-    dep = CoordAttDeploy(64)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(shape)
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=0)
+    assert_twin_equals_reference(randomize_(CoordAtt(64)), CoordAttDeploy(64), [shape], atol=2e-6)
 
 
 def test_deploy_equals_reference_in_training_mode():

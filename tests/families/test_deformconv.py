@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from attndeploy.errors import UsageError
 from attndeploy.families.deformconv import DeformConvBlock, DeformConvBlockDeploy
+from tests.helpers import assert_twin_equals_reference
 
 
 def _randomized(module: DeformConvBlock, seed: int = 0, offset_scale: float = 0.6) -> DeformConvBlock:
@@ -158,8 +159,4 @@ def test_validation(kwargs: dict, words: list[str]) -> None:
 ])
 def test_deploy_matches_reference(kwargs: dict, shape: tuple[int, ...]) -> None:
     ref = _randomized(DeformConvBlock(64, 64, **kwargs), offset_scale=0.05)
-    dep = DeformConvBlockDeploy(64, 64, **kwargs).eval()
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=1e-5)
+    assert_twin_equals_reference(ref, DeformConvBlockDeploy(64, 64, **kwargs), [shape], atol=2e-6, rtol=1e-5)

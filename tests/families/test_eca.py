@@ -8,6 +8,7 @@ import torch
 from attndeploy.errors import UsageError
 from attndeploy.families.eca import ECA, ECADeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 SHAPES = [(2, 64, 9, 13), (1, 64, 7, 5), (3, 64, 1, 6)]
 
@@ -77,10 +78,4 @@ def test_invalid_arguments(kwargs, fragment):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 1, 7)])
 def test_deploy_equals_reference(shape, bias):
-    ref = randomize_(ECA(64, bias=bias)).eval()
-    dep = ECADeploy(64, bias=bias)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(shape)
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=0)
+    assert_twin_equals_reference(randomize_(ECA(64, bias=bias)), ECADeploy(64, bias=bias), [shape], atol=2e-6)

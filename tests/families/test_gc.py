@@ -9,6 +9,7 @@ from torch import nn
 from attndeploy.errors import UsageError
 from attndeploy.families.gc import ContextBlock, ContextBlockDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 GC = dict(channels=64, ratio=1 / 8, pooling_type="att", fusion_types=("channel_add",))
 GCNET = dict(channels=64, ratio=1 / 4, pooling_type="att", fusion_types=("channel_add", "channel_mul"))
@@ -106,10 +107,5 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=["gc", "gcnet", "avg_mul"])
 @pytest.mark.parametrize("n,h,w", [(1, 56, 56), (2, 41, 29), (3, 20, 71)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize_(ContextBlock(**kwargs), 1).eval()
-    dep = ContextBlockDeploy(**kwargs)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(n, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-4)
+    assert_twin_equals_reference(randomize_(ContextBlock(**kwargs), 1), ContextBlockDeploy(**kwargs),
+                                 [(n, kwargs["channels"], h, w)], atol=1e-5, rtol=1e-4, seed=5)

@@ -10,14 +10,8 @@ import torch
 
 from attndeploy.errors import UsageError
 from attndeploy.families.mlca import MLCA, MLCADeploy, eca_kernel_size
-
-
-def _randomized(module: MLCA, seed: int = 0) -> MLCA:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.8 + 0.1)
-    return module.eval()
+from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 
 def _bins(out_size: int, in_size: int) -> list[tuple[int, int]]:
@@ -79,7 +73,7 @@ def _official_formula(m: MLCA, x: np.ndarray) -> np.ndarray:
     ],
 )
 def test_official_formula_float64(channels: int, kwargs: dict, shape: tuple[int, ...]) -> None:
-    m = _randomized(MLCA(channels, **kwargs)).double()
+    m = randomize_(MLCA(channels, **kwargs)).eval().double()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         y = m(x).numpy()
@@ -102,7 +96,7 @@ def test_eca_kernel_size(channels: int, k: int) -> None:
 
 def test_global_branch_is_mean_of_bins_not_of_x() -> None:
     """With local_weight=0 the attention is sigmoid(conv(global)); global is the mean of the 5×5 bins."""
-    m = _randomized(MLCA(16, local_weight=0.0)).double()
+    m = randomize_(MLCA(16, local_weight=0.0)).eval().double()
     x = torch.rand(1, 16, 7, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 0.5
     with torch.no_grad():
         att = (m(x) / x)[:, :, 0, 0]
@@ -131,9 +125,4 @@ def test_validation(kwargs: dict, words: list[str]) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 41, 29), (3, 64, 20, 71), (1, 64, 3, 4), (2, 64, 1, 1)])
 def test_deploy_matches_reference(shape: tuple[int, ...]) -> None:
-    ref = _randomized(MLCA(64))
-    dep = MLCADeploy(64).eval()
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), rtol=1e-5, atol=2e-6)
+    assert_twin_equals_reference(randomize_(MLCA(64)), MLCADeploy(64), [shape], atol=2e-6, rtol=1e-5)

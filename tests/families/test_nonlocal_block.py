@@ -9,6 +9,7 @@ from torch import nn
 from attndeploy.errors import UsageError
 from attndeploy.families.nonlocal_block import NonLocalBlock, NonLocalBlockDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 CONFIGS = [
     dict(channels=64),
@@ -114,10 +115,5 @@ def test_input_validation(kwargs, rule):
 @pytest.mark.parametrize("kwargs", CONFIGS, ids=IDS)
 @pytest.mark.parametrize("n,h,w", [(1, 28, 28), (2, 13, 9), (3, 10, 21)])
 def test_deploy_twin_equals_reference(kwargs, n, h, w):
-    ref = randomize_(NonLocalBlock(**kwargs), 1).eval()
-    dep = NonLocalBlockDeploy(**kwargs)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(n, kwargs["channels"], h, w, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=1e-5, rtol=1e-4)
+    assert_twin_equals_reference(randomize_(NonLocalBlock(**kwargs), 1), NonLocalBlockDeploy(**kwargs),
+                                 [(n, kwargs["channels"], h, w)], atol=1e-5, rtol=1e-4, seed=5)

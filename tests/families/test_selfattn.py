@@ -9,6 +9,7 @@ from torch import nn
 from attndeploy.errors import UsageError
 from attndeploy.families.selfattn import SelfAttention, SelfAttentionDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 
 def sagan_formula(m: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,10 +85,6 @@ def test_input_validation(channels, rule):
 @pytest.mark.parametrize("return_attention", [False, True])
 @pytest.mark.parametrize("n,h,w", [(1, 28, 28), (2, 13, 9), (3, 10, 21)])
 def test_deploy_twin_equals_reference(return_attention, n, h, w):
-    ref = randomize_(SelfAttention(64, return_attention=return_attention), 1).eval()
-    dep = SelfAttentionDeploy(64, return_attention=return_attention)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(n, 64, h, w, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=1e-5)
+    assert_twin_equals_reference(randomize_(SelfAttention(64, return_attention=return_attention), 1),
+                                 SelfAttentionDeploy(64, return_attention=return_attention), [(n, 64, h, w)],
+                                 atol=2e-6, rtol=1e-5, seed=5)

@@ -12,6 +12,7 @@ from torch import nn
 from attndeploy.errors import UsageError
 from attndeploy.families.sk import SelectiveKernel, SelectiveKernelDeploy
 from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 
 def bn(t: torch.Tensor, b: nn.BatchNorm2d) -> torch.Tensor:
@@ -146,11 +147,7 @@ def test_constructor_args_stored():
 @pytest.mark.parametrize("kwargs", [c[0] for c in CONFIGS])
 @pytest.mark.parametrize("shape", [(1, 0, 56, 56), (2, 0, 13, 9), (3, 0, 1, 1)])
 def test_deploy_twin_equals_reference(kwargs, shape):
-    ref = randomize_(SelectiveKernel(**kwargs)).eval()
     dep = SelectiveKernelDeploy(**kwargs)
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    dep.eval()
-    x = torch.randn(shape[0], kwargs["channels"], *shape[2:], generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=1e-5)
+    assert_twin_equals_reference(randomize_(SelectiveKernel(**kwargs)), dep,
+                                 [(shape[0], kwargs["channels"], *shape[2:])], atol=2e-6, rtol=1e-5)
     assert isinstance(copy.deepcopy(dep), SelectiveKernel)

@@ -9,20 +9,11 @@ import torch.nn.functional as F
 
 from attndeploy.errors import UsageError
 from attndeploy.families.spd import SPDConv, SPDConvDeploy, space_to_depth
+from attndeploy.weights import randomize_
+from tests.helpers import assert_twin_equals_reference
 
 # (row offset, column offset) of channel block q, as in the official torch.cat order.
 OFFICIAL_OFFSETS = [(0, 0), (1, 0), (0, 1), (1, 1)]
-
-
-def _randomized(module: SPDConv, seed: int = 0) -> SPDConv:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if not t.dtype.is_floating_point:
-                continue
-            r = torch.randn(t.shape, generator=gen)
-            t.copy_(r.abs() + 0.5 if name.endswith("running_var") else r * 0.5 + 0.1)
-    return module.eval()
 
 
 def _official_formula(m: SPDConv, x: np.ndarray) -> np.ndarray:
@@ -54,7 +45,7 @@ def _official_formula(m: SPDConv, x: np.ndarray) -> np.ndarray:
     [((3, 5, 3), (2, 3, 6, 10)), ((4, 6, 1), (1, 4, 14, 2)), ((2, 3, 5), (1, 2, 10, 6))],
 )
 def test_official_formula_float64(args: tuple[int, int, int], shape: tuple[int, ...]) -> None:
-    m = _randomized(SPDConv(*args)).double()
+    m = randomize_(SPDConv(*args)).eval().double()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         y = m(x).numpy()
@@ -114,12 +105,7 @@ def test_validation(kwargs: dict, words: list[str]) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 64, 56, 56), (2, 64, 42, 30), (3, 64, 20, 72), (1, 64, 2, 2)])
 def test_deploy_matches_reference(shape: tuple[int, ...]) -> None:
-    ref = _randomized(SPDConv(64, 128))
-    dep = SPDConvDeploy(64, 128).eval()
-    dep.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        torch.testing.assert_close(dep(x), ref(x), atol=2e-6, rtol=1e-5)
+    assert_twin_equals_reference(randomize_(SPDConv(64, 128)), SPDConvDeploy(64, 128), [shape], atol=2e-6, rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -18,7 +18,7 @@ from attndeploy.exporting.exporters import GraphSignature, plan_exporters, run_e
 from attndeploy.exporting.verify import verify
 from attndeploy.fileio import ensure_writable_dir, temp_path
 from attndeploy.localise import blame_export_error
-from attndeploy.lowering.deformconv import deform_conv_export, resolve_deform_lowering
+from attndeploy.lowering.deformconv import deform_conv_export
 from attndeploy.pipeline.state import PipelineState
 from attndeploy.rewrites import RewriteLog, export_rewrites
 
@@ -60,8 +60,6 @@ def export_graph(state: PipelineState, exporter: str, opset: int) -> onnx.ModelP
 
 def export(state: PipelineState) -> None:
     settings = state.settings
-    if settings.deform_conv != "auto":
-        resolve_deform_lowering(settings.deform_conv, settings.opset)
     failures: list[str] = []
     errors: list[str] = []
     for exporter in plan_exporters(settings.exporter, settings.opset):

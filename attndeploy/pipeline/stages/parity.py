@@ -128,16 +128,19 @@ def parity(state: PipelineState) -> None:
     state.log(f"parity vs eager in onnxruntime at {shape_list(shapes)}"
               + (f" ({state.inputs.describe()})" if state.inputs else ""))
     _probes(state, shapes)
-    state.localisation = None
     for graph in state.graphs:
         for backend in state.settings.backends:
             run_graph(state, graph, backend)
     fall_back_to_export(state)
-    localise_failure(state)
+
+
+def failed(state: PipelineState) -> bool:
+    return any(not r.passed for r in state.parity.values())
 
 
 def localise_failure(state: PipelineState) -> None:
-    """Where the fp32 graph fails: the first diverging module, at the first failing shape, into the report."""
+    """Stage `localise`, where the fp32 graph (after any reroute) fails: the first diverging module, at the first
+    failing shape, into the report."""
     failed = next((r for r in state.parity.values() if not r.passed), None)
     if failed is None or state.exported is None or state.deploy is None:
         return

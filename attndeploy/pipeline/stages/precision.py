@@ -28,10 +28,11 @@ import torch.nn.functional as F
 
 from attndeploy.defaults import FP16_MIN_COSINE, INT8_MIN_COSINE, ORT_PROVIDERS
 from attndeploy.errors import first_line
+from attndeploy.lowering.deformconv import PLUGIN_DOMAIN
 from attndeploy.parity.inputs import load_inputs
 from attndeploy.pipeline.stages.simplify import runnable
 from attndeploy.pipeline.state import Graph, PipelineState
-from attndeploy.precision.fp16 import name_nodes
+from attndeploy.precision.fp16 import convert_onnx_to_fp16, name_nodes
 from attndeploy.precision.int8 import Quantizer
 from attndeploy.precision.modules import module_errors, worst_module
 from attndeploy.precision.policy import group_by_module, keep_nodes
@@ -75,11 +76,16 @@ def _source(state: PipelineState) -> onnx.ModelProto:
 
 def _fp16(state: PipelineState, model: onnx.ModelProto, policy: dict[str, str]) -> tuple[onnx.ModelProto, dict]:
     probes = state.probes[:SEARCH_PROBES]
-    found = search_fp16(model, [p.x for p in probes], [list(p.refs.values()) for p in probes], state.input_name,
+    has_plugins = any(n.domain == PLUGIN_DOMAIN for n in model.graph.node)
+    searched = onnx.load_from_string(runnable(model)) if has_plugins else model   # what onnxruntime can run
+    found = search_fp16(searched, [p.x for p in probes], [list(p.refs.values()) for p in probes], state.input_name,
                         policy)
     for module, items in found.kept_by_module().items():
         state.log(f"fp16: `{module}` kept fp32: {items[0]}" + (f" (+{len(items) - 1} more)" if len(items) > 1 else ""))
-    return found.model, {"fp16_search": found.to_dict()}
+    reduced = found.model
+    if has_plugins:  # the same nodes kept on the plugin graph; the plugin node has no fp16 schema and stays fp32
+        reduced = convert_onnx_to_fp16(model, keep_nodes=[k.node for k in found.kept], static_plan=False)
+    return reduced, {"fp16_search": found.to_dict()}
 
 
 def _task_accepts(state: PipelineState) -> Accept | None:
@@ -111,9 +117,9 @@ def _int8(state: PipelineState, model: onnx.ModelProto, policy: dict[str, str]) 
     ranked = ", ".join(f"`{s.module}` {s.cosine:.5f}" for s in found.sensitivity[:5])
     state.log(f"int8 sensitivity (cosine with only that module quantized, most sensitive first): {ranked}")
     if found.excluded:
-        also = " and pass the task check" if accept is not None else ""
-        state.log(f"int8: left float to reach cosine {settings.int8_target:g}{also}: "
-                  + ", ".join(f"`{m}`" for m in found.excluded))
+        goal = f"cosine {settings.int8_target:g}" + (" and the task check" if accept is not None else "")
+        state.log(f"int8: left float for {goal}: " + ", ".join(f"`{m}`" for m in found.excluded)
+                  + ("" if found.passed else f" (still missed after {len(found.excluded)} module(s))"))
     return found.model, {"int8_search": {**found.to_dict(), "flavour": settings.int8_flavour,
                                          "calibration_method": settings.calibration_method,
                                          "calibration_samples": len(calibration)}}

@@ -16,7 +16,7 @@ from attndeploy.convert import swap_to_deploy
 from attndeploy.copying import private_copy
 from attndeploy.errors import UsageError, first_line, require
 from attndeploy.fileio import check_output_file
-from attndeploy.parity.check import EagerRuns, eager_outputs
+from attndeploy.parity.check import EagerRuns
 from attndeploy.parity.inputs import plan_inputs
 from attndeploy.pipeline.state import PipelineState
 from attndeploy.settings import ExportSettings
@@ -64,9 +64,9 @@ def _truth_at_example(state: PipelineState, shape: Shape) -> dict[str, np.ndarra
     try:
         with calling_user_code(f"{state.name}'s forward"):
             if isinstance(given, torch.Tensor):
-                state.example = given.detach().float().clone()
-                return eager_outputs(state.eager.model, state.example, state.eager.dropped)
-            probe = state.eager.probe(shape)
+                probe = state.eager.add(given.detach().float().clone())
+            else:
+                probe = state.eager.probe(shape)
     except UsageError:
         raise
     except Exception as err:

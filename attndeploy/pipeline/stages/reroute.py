@@ -16,7 +16,7 @@ from collections.abc import Callable
 import onnx
 from onnx import version_converter
 
-from attndeploy.errors import UsageError, first_line
+from attndeploy.errors import first_line
 from attndeploy.exporting.verify import verify
 from attndeploy.pipeline.stages.export import export_graph
 from attndeploy.pipeline.stages.parity import parity
@@ -41,7 +41,8 @@ def _upgraded(state: PipelineState) -> onnx.ModelProto:
 
 def reroute(state: PipelineState) -> None:
     opset = state.settings.opset
-    saved = (state.proto, state.exported, state.graphs, state.parity, state.simplify, state.localisation)
+    saved = (state.proto, state.exported, state.graphs, state.parity, state.simplify, state.rewrites,
+             list(state.warnings))
     first = next(r for r in state.parity.values() if not r.passed).failure_message()
     state.notes.append(f"the dynamo graph fails parity ({first[:200]}); trying other routes to opset {opset}")
     routes: list[tuple[str, Callable[[], onnx.ModelProto]]] = [
@@ -55,9 +56,7 @@ def reroute(state: PipelineState) -> None:
             simplify(state)
             state.parity = {}
             parity(state)
-        except UsageError:
-            raise
-        except Exception as err:  # a route that cannot be taken is reported, the next is tried
+        except Exception as err:  # a route that cannot be taken (an opset a lowering refuses ...): noted, next route
             state.notes.append(f"route {route}: {first_line(err, 200)}")
             continue
         if all(r.passed for r in state.parity.values()):
@@ -65,4 +64,4 @@ def reroute(state: PipelineState) -> None:
             state.notes.append(f"route {route}: passed; the graph comes from this route")
             return
         state.notes.append(f"route {route}: fails parity too")
-    state.proto, state.exported, state.graphs, state.parity, state.simplify, state.localisation = saved
+    state.proto, state.exported, state.graphs, state.parity, state.simplify, state.rewrites, state.warnings = saved
