@@ -23,7 +23,9 @@ def test_export_time_is_within_2x_of_ultralytics(tmp_path: Path, yolo_env: Path)
     pytest.importorskip("onnxslim", reason="ultralytics' simplify=True needs onnxslim (the dev extra)")
     from attndeploy.bench.export_speed import compare_export_speed
 
-    report = compare_export_speed("yolov8n.yaml", tmp_path, imgsz=640, opset=17, rounds=2)
+    # the fastest of 5 interleaved rounds each: CI runs this beside another test worker, whose load a short
+    # measurement catches (2 rounds gave 2.15 in one CI run, 1.70 alone)
+    report = compare_export_speed("yolov8n.yaml", tmp_path, imgsz=640, opset=17, rounds=5)
     print("\n".join(report.lines()))
     assert report.passed and (tmp_path / "attndeploy" / "yolov8n.onnx").is_file()
     assert (tmp_path / "ultralytics" / "yolov8n.onnx").is_file()
