@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from torch import nn
 
 from attndeploy.defaults import INPUT_NAME
@@ -35,8 +36,8 @@ class TaskCheck:
         return {"name": self.name, "passed": self.passed, "message": self.message, **self.details}
 
 
-# (eager model, graph bytes onnxruntime can run, the graph's input name, the graph's precision) -> TaskCheck
-TaskChecker = Callable[[nn.Module, bytes, str, str], TaskCheck]
+# (eager's outputs on the task inputs, the graph's on the same inputs, the graph's precision) -> TaskCheck
+TaskChecker = Callable[[list[np.ndarray], list[np.ndarray], str], TaskCheck]
 
 
 @dataclass
@@ -48,7 +49,8 @@ class Prepared:
     `hw_multiple`: H and W must be multiples of it (a detector's largest stride), 1 if unknown;
     `example`: the default example shape when the settings give none;
     `metadata`: written into the ONNX file's `metadata_props` (strings);
-    `task_check`: a task-level check run on every graph after the tensor parity (None: none);
+    `task_inputs`: the family's own inputs for a task-level check (a detector's letterboxed images, (K, C, H, W));
+    `task_check`: compares eager's and a graph's outputs on them (None: no task check);
     `engine_shapes`: (min, opt, max) of a TensorRT profile as the family derives them from the example.
     """
 
@@ -63,6 +65,7 @@ class Prepared:
     metadata: dict[str, str] = field(default_factory=dict)
     name: str | None = None
     task: str | None = None
+    task_inputs: np.ndarray | None = None
     task_check: TaskChecker | None = None
     engine_shapes: tuple[Shape, Shape, Shape] | None = None
 

@@ -248,11 +248,12 @@ class UltralyticsAdapter:
         channels = channels_of(net)
         from attndeploy.adapters.ultralytics_task import task_checker
 
+        task_inputs, task_check = task_checker(task, imgsz, int(getattr(head, "nc", 0) or len(names))) or (None, None)
         return Prepared(
             model=net, family=self.family, notes=notes, input_name=INPUT, output_names=output_names,
             output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
             example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings),
-            name=model_name(net), task=task, task_check=task_checker(task, imgsz),
+            name=model_name(net), task=task, task_inputs=task_inputs, task_check=task_check,
             engine_shapes=engine_profile((batch, channels, *imgsz), stride))
 
 

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from attndeploy.adapters.base import TaskCheck, TaskChecker
 
@@ -212,31 +211,10 @@ def _reduced_verdict(dets_ref: list[torch.Tensor], got: torch.Tensor, conf: floa
                     f"{REDUCED_AGREEMENT:.0%} each"), {"recall": recall, "precision": precision_}
 
 
-@torch.no_grad()
-def eager_output(eager_model: nn.Module, imgsz: tuple[int, int]) -> torch.Tensor:
-    """The first output of `eager_model` on `IMAGES` letterboxed to `imgsz`, float32."""
-    return _first(eager_model(torch.from_numpy(letterboxed_images(imgsz).copy()))).float()
-
-
-def eager_and_graph(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, imgsz: tuple[int, int],
-                    eager: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first output of `eager_model` (`eager` when already run) and of the graph on `IMAGES` letterboxed to
-    `imgsz`, float32."""
-    from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
-    ref = eager_output(eager_model, imgsz) if eager is None else eager
-    with OnnxRuntimeRunner(onnx_bytes) as runner:
-        got = np.asarray(next(iter(runner.infer({input_name: letterboxed_images(imgsz).copy()}).values())))
-    return ref, torch.from_numpy(got).float()
-
-
-def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-                     imgsz: tuple[int, int], rotated: bool = False, eager: torch.Tensor | None = None) -> TaskCheck:
-    """Detections of `eager_model` and of the graph (of `precision`) on `IMAGES` (see the module docstring); `eager`:
-    `eager_output(eager_model, imgsz)` when already run."""
-    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz, eager)
-    net: Any = eager_model
-    nc = int(getattr(net.model[-1], "nc", ref.shape[1] - 4))
+def check_detections(ref: torch.Tensor, got: torch.Tensor, precision: str = "fp32", *, nc: int,
+                     imgsz: tuple[int, int], rotated: bool = False) -> TaskCheck:
+    """Detections of eager's first output `ref` and the graph's `got` on `IMAGES`, each (2, 4 + nc + extra, A) (see
+    the module docstring)."""
     conf, why = choose_conf(ref, nc)
     dets_ref = _nms(ref, conf, nc, rotated)
     where = f"{' and '.join(IMAGES)} letterboxed to {imgsz[0]}x{imgsz[1]}"
@@ -260,41 +238,36 @@ def check_detections(eager_model: nn.Module, onnx_bytes: bytes, input_name: str,
                      f"classes, min IoU {worst:.5f} ({why}; NMS IoU {IOU_NMS})", details)
 
 
-def check_top1(eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str = "fp32", *,
-               imgsz: tuple[int, int], eager: torch.Tensor | None = None) -> TaskCheck:
-    """Classifiers: the same top-1 class on `IMAGES` (letterboxed to `imgsz`) in eager and in the graph."""
-    ref, got = eager_and_graph(eager_model, onnx_bytes, input_name, imgsz, eager)
+def check_top1(ref: torch.Tensor, got: torch.Tensor, precision: str = "fp32") -> TaskCheck:
+    """Classifiers: the same top-1 class on `IMAGES` in eager (`ref`, (2, classes)) and in the graph (`got`)."""
     top_ref, top_got = ref.argmax(1).tolist(), got.argmax(1).tolist()
-    details = {"images": list(IMAGES), "imgsz": list(imgsz), "top1": top_ref, "graph_top1": top_got}
+    details = {"images": list(IMAGES), "top1": top_ref, "graph_top1": top_got}
     passed = top_ref == top_got
     verdict = "same top-1 class" if passed else "top-1 classes differ"
     return TaskCheck("top1", passed, f"{verdict} on {' and '.join(IMAGES)}: eager {top_ref}, graph {top_got}", details)
 
 
-class _EagerOnce:
-    """A `TaskChecker` that runs the eager model on `IMAGES` once per model object (a run's truth does not change
-    between the fp32 graph, the int8 search's rounds and the reduced graph) and the graph on every call."""
+class _Compare:
+    """A `TaskChecker`: eager's and the graph's outputs on `IMAGES` (first output of each) -> `TaskCheck`."""
 
-    def __init__(self, check: Any, imgsz: tuple[int, int], **options: Any) -> None:
-        self.check, self.imgsz, self.options = check, imgsz, options
-        self.seen: tuple[nn.Module, torch.Tensor] | None = None
+    def __init__(self, task: str, imgsz: tuple[int, int], nc: int) -> None:
+        self.task, self.imgsz, self.nc = task, imgsz, nc
 
-    def __call__(self, eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str) -> TaskCheck:
-        if self.seen is None or self.seen[0] is not eager_model:
-            self.seen = (eager_model, eager_output(eager_model, self.imgsz))
-        return self.check(eager_model, onnx_bytes, input_name, precision, imgsz=self.imgsz, eager=self.seen[1],
-                          **self.options)
+    def __call__(self, eager: list[np.ndarray], graph: list[np.ndarray], precision: str) -> TaskCheck:
+        ref, got = torch.from_numpy(np.asarray(eager[0])).float(), torch.from_numpy(np.asarray(graph[0])).float()
+        if self.task == "classify":
+            return check_top1(ref, got, precision)
+        return check_detections(ref, got, precision, nc=self.nc, imgsz=self.imgsz, rotated=self.task == "obb")
 
 
-def task_checker(task: str, imgsz: Sequence[int]) -> TaskChecker | None:
-    """The check for an ultralytics `task` ("detect", "segment", "pose", "obb", "classify"), None for others."""
+def task_checker(task: str, imgsz: Sequence[int], nc: int) -> tuple[np.ndarray, TaskChecker] | None:
+    """(the task inputs: `IMAGES` letterboxed to `imgsz`, the check) for an ultralytics `task` ("detect",
+    "segment", "pose", "obb", "classify"); None for others."""
     size = (int(imgsz[0]), int(imgsz[1]))
-    if task in ("detect", "segment", "pose", "obb"):
-        return _EagerOnce(check_detections, size, rotated=task == "obb")
-    if task == "classify":
-        return _EagerOnce(check_top1, size)
-    return None
+    if task not in ("detect", "segment", "pose", "obb", "classify"):
+        return None
+    return letterboxed_images(size), _Compare(task, size, nc)
 
 
 __all__ = ["borderline_pairs", "check_detections", "check_top1", "choose_conf", "compare_detections",
-           "eager_and_graph", "eager_output", "greedy_matches", "letterboxed_images", "matched_pairs", "task_checker"]
+           "greedy_matches", "letterboxed_images", "matched_pairs", "task_checker"]
