@@ -60,7 +60,7 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResu
         truth = evidence(run, model)
     with run.stage("lint"):
         findings = lint(run, model, truth)
-    exported = export_stage(run, model, truth)
+    exported = export_stage(run, model, truth, findings)
     fp32 = exported.judged
     graphs: list[Judged] = [fp32]
     localisation = None
