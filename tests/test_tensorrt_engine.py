@@ -241,9 +241,12 @@ def test_runner_refuses_bad_feeds_and_foreign_engines(gpu, tmp_path):
 
 
 def test_engine_for_export_fp16_with_narrowed_profile(gpu, tmp_path):
+    """The engine's precision is its graph's: the fp16 graph builds the fp16 engine (EngineSettings has no fp16)."""
     onnx_path, model, spec = export("selfattn", tmp_path)
+    reduced = onnx_path.with_name("selfattn.fp16.onnx")
+    onnx.save(convert_onnx_to_fp16(onnx.load(onnx_path)), reduced)
     probes = make_probes(model, spec.parity_shapes())
-    report = engine_for_export(onnx_path, EngineSettings(fp16=True, max=(2, 64, 64, 64)), probes,
+    report = engine_for_export(reduced, EngineSettings(max=(2, 64, 64, 64)), probes,
                                (spec.hw_multiple, spec.min_hw))
     assert report.build.engine_path == tmp_path / "selfattn.fp16.engine"
     assert report.skipped_shapes == ["3x64x20x71"]  # batch 3 and W 71 lie outside the narrowed profile

@@ -15,19 +15,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from attndeploy.cli.model_source import add_model_arguments, resolve_source
+from attndeploy.cli.model_source import MODEL_OPTIONS, add_model_arguments, resolve_source
 from attndeploy.cli.output import emit, print_json
+from attndeploy.errors import require
 from attndeploy.lint.torch_lint import lint_model
 from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
 from attndeploy.lint.trt_support import TRT_VERSIONS, parser_support
+from attndeploy.options import by_name
 from attndeploy.parity import random_input
+from attndeploy.source_kind import SourceKind, classify_source
+from attndeploy.settings import ExportSettings
 from attndeploy.usercode import calling_user_code
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("lint", help="TensorRT-readiness of an ONNX file, or export hazards of a PyTorch model")
     p.add_argument("model", help="MODEL.onnx, or a registry name, pkg.module:factory, path/to/file.py[:factory]")
-    p.add_argument("--trt", default="10", metavar="VERSION",
+    p.add_argument("--trt", default=None, metavar="VERSION",
                    help=f"for ONNX files: TensorRT generation, one of {', '.join(TRT_VERSIONS)} (default 10)")
     add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -35,8 +39,14 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model.endswith(".onnx"):
-        return _lint_onnx(Path(args.model), args.trt, args.json)
+    options = by_name(ExportSettings)
+    model_flags = [str(options[n].flag) for n in MODEL_OPTIONS if getattr(args, n) is not None]
+    if classify_source(args.model).kind is SourceKind.ONNX:
+        require(not model_flags, "lint of an ONNX file takes --trt only", "MODEL.onnx [--trt VERSION]",
+                ", ".join(model_flags), "the model options are for PyTorch models")
+        return _lint_onnx(Path(args.model), args.trt or "10", args.json)
+    require(args.trt is None, "--trt is used only with an ONNX file", "MODEL.onnx --trt VERSION",
+            f"--trt with {args.model!r}")
     return _lint_torch(args)
 
 
@@ -61,9 +71,10 @@ def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
 
 def _lint_torch(args: argparse.Namespace) -> int:
 
-    source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
+    seed = args.seed or 0
+    source = resolve_source(args.model, args.example, args.kwargs, args.weights, seed)
     with calling_user_code(f"the forward of {args.model!r}"):
-        findings = lint_model(source.model.eval(), random_input(source.example, args.seed))
+        findings = lint_model(source.model.eval(), random_input(source.example, seed))
     unhandled = [f for f in findings if f.rewrite is None]
     if args.json:
         print_json({"model": args.model, "input": list(source.example), "passed": not unhandled,

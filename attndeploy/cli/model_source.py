@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,50 +10,18 @@ from typing import Any
 from torch import nn
 
 from attndeploy import sources
-from attndeploy.argparsing import argument_type
+from attndeploy.cli.export_options import add_options
 from attndeploy.errors import UsageError
-from attndeploy.limits import check_model_arguments, parse_seed
 from attndeploy.registry import ModuleSpec, list_modules
-from attndeploy.shapes import Shape, parse_shape
+from attndeploy.shapes import Shape
 
 
-class _NotJSON(float):
-    """NaN/Infinity/-Infinity as Python's json reads them (they are not JSON); the repr says so in errors."""
-
-    token: str
-
-    def __new__(cls, token: str) -> _NotJSON:
-        value = super().__new__(cls, token)
-        value.token = token
-        return value
-
-    def __repr__(self) -> str:
-        return f"{self.token} (not JSON)"
-
-
-def parse_kwargs(text: str) -> dict[str, Any]:
-    """Strict JSON object (no NaN/Infinity), every number finite and every int within +-2**31-1."""
-    try:
-        value = json.loads(text, parse_constant=_NotJSON)
-    except json.JSONDecodeError as err:
-        raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', f"{text!r} ({err.msg})") from err
-    except ValueError as err:  # an integer too long to parse
-        raise UsageError("--kwargs must be standard JSON", 'e.g. {"channels": 32}', f"{text!r} ({err})") from err
-    if not isinstance(value, dict):
-        raise UsageError("--kwargs must be a JSON object", 'e.g. {"channels": 32}', repr(text))
-    check_model_arguments(value)
-    return value
+MODEL_OPTIONS = ("example", "kwargs", "weights", "seed")  # the export options `lint` shares (same flags)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", type=argument_type(parse_shape), default=None, metavar="NxCxHxW",
-                   help="example input shape (default for registry names: the module's example shape)")
-    p.add_argument("--kwargs", type=argument_type(parse_kwargs), default={}, metavar="JSON",
-                   help='constructor / factory arguments, e.g. \'{"channels": 32, "reduction": 8}\'')
-    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
-                   help="a checkpoint (state_dict), loaded with torch.load(weights_only=True)")
-    p.add_argument("--seed", type=argument_type(parse_seed), default=0,
-                   help="seed of the random weights and parity inputs (0..2**63-1)")
+    """`--input`, `--kwargs`, `--weights`, `--seed`, as `attndeploy export` declares them."""
+    add_options(p, MODEL_OPTIONS)
 
 
 @dataclass
@@ -67,11 +34,11 @@ class ModelSource:
     spec: ModuleSpec | None
 
 
-def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any], weights: Path | None,
-                   seed: int) -> ModelSource:
+def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any] | None, weights: Path | None,
+                   seed: int | None) -> ModelSource:
     """The library's `attndeploy.sources.resolve_source`, plus the example: registry names have a default,
-    other sources need `input_shape`."""
-    found = sources.resolve_source(source, kwargs, weights, seed)
+    other sources need `input_shape`. None for `kwargs` / `seed`: not given ({} / 0)."""
+    found = sources.resolve_source(source, kwargs or {}, weights, seed or 0)
     spec = found.spec
     if input_shape is None:
         if spec is None:

@@ -1,6 +1,6 @@
 """The pipeline's engine stage: build the engine for an exported graph and check it against the eager truth.
 
-    >>> report = engine_for_export(Path("models/cbam/cbam.onnx"), EngineSettings(fp16=True), probes,
+    >>> report = engine_for_export(Path("models/cbam/cbam.fp16.onnx"), EngineSettings(), probes,
     ...                            rule=(spec.hw_multiple, spec.min_hw))
     >>> report.passed, report.build.engine_path, report.parity.max_abs_err
 
@@ -9,7 +9,7 @@ the first one's shape is the export's example: the profile's opt. Probes outside
 profile (narrowed with `EngineSettings.min` / `max`) are skipped and listed. A graph that
 already carries its precision (a mixed fp16 graph, or Q/DQ int8: `<name>.fp16.onnx`,
 `<name>.int8.onnx`) builds in that precision (strongly typed where the TensorRT wants it);
-an fp32 graph builds fp32, or fp16 by our keep-fp32 policy when `EngineSettings.fp16`.
+an fp32 graph builds fp32: the engine's precision is always the graph's (`--precision fp16 --engine`).
 Budgets (attndeploy.defaults): fp32 (TF32 off) atol 1e-4 / rtol 1e-3; fp16 atol 1e-2 /
 rtol 1e-2 plus cosine >= 0.999; int8 cosine >= 0.99, every value finite.
 """
@@ -68,10 +68,9 @@ class EngineReport:
 
 
 def engine_options(engine: EngineSettings, model: onnx.ModelProto) -> BuildOptions:
-    """Build options for `engine` over `model`: a reduced-precision graph builds its own precision."""
+    """Build options for `engine` over `model`: the engine is built at the graph's own precision."""
     found = graph_precision(model)
-    precision = found if found != "fp32" else "fp16" if engine.fp16 else "fp32"
-    return BuildOptions(precision=precision, precision_in_graph=found != "fp32", workspace_mb=engine.workspace_mb,
+    return BuildOptions(precision=found, precision_in_graph=found != "fp32", workspace_mb=engine.workspace_mb,
                         timing_cache=engine.timing_cache, plugins=engine.plugins)
 
 
