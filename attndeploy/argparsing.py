@@ -63,14 +63,6 @@ def parse_path(text: str, flag: str) -> Path:
     return Path(text)
 
 
-def parse_list(text: str, flag: str) -> list[str]:
-    """`"a,b"` -> ["a", "b"]; an empty entry (`"a,"`) is refused."""
-    parts = [p.strip() for p in text.split(",")]
-    if not all(parts):
-        raise UsageError(f"{flag} must be a comma-separated list without empty entries", "e.g. a,b", repr(text))
-    return parts
-
-
 class _NotJSON(float):
     """NaN/Infinity/-Infinity as Python's json reads them (they are not JSON); the repr says so in errors."""
 
@@ -164,5 +156,5 @@ class UsageErrorParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see {self.prog} --help")
 
 
-__all__ = ["UsageErrorParser", "argument_type", "parse_float", "parse_int", "parse_kwargs", "parse_list",
-           "parse_path", "parse_text"]
+__all__ = ["UsageErrorParser", "argument_type", "parse_float", "parse_int", "parse_kwargs", "parse_path",
+           "parse_text"]

@@ -118,7 +118,8 @@ def test_api_keywords_are_the_declared_options():
     assert names[:3] == ["source", "example", "out_path"]  # create's positional arguments
     with pytest.raises(UsageError, match="unknown export option 'opsett'.*did you mean 'opset'"):
         ExportSettings.create("cbam", opsett=17)
-    settings = ExportSettings.create("cbam", None, None, nms=False, max_det=10, imgsz=640, batch=2, bundle=False)
+    settings = ExportSettings.create("yolov8n.yaml", None, None, nms=False, max_det=10, imgsz=640, batch=2,
+                                     bundle=False)
     assert (settings.nms, settings.max_det, settings.imgsz, settings.batch, settings.bundle) == \
         (False, 10, (640, 640), 2, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -131,7 +132,8 @@ def test_api_keywords_are_the_declared_options():
     ({"precision": "fp16", "calibration_method": "entropy"}, ["calibration_method", "precision='fp16'"]),
     ({"iou": 0.5, "nms": False}, ["iou is used only with nms=True", "got iou with nms=False"]),
     ({"max_det": 10}, ["max_det is used only with nms=True or nms=False", "nms=None"]),
-    ({"imgsz": 640, "example": (1, 3, 640, 640)}, ["imgsz and example cannot be given together"]),
+    ({"imgsz": 640, "example": (1, 3, 640, 640), "source": "y.yaml"}, ["imgsz and example cannot be given together"]),
+    ({"imgsz": 640, "nms": True}, ["do not apply to a registry module", "imgsz (--imgsz), nms (--nms) with 'cbam'"]),
 ])
 def test_the_api_refuses_an_option_that_would_be_ignored(kwargs, words):
     source = kwargs.pop("source", "cbam")
