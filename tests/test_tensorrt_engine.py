@@ -237,6 +237,7 @@ def test_runner_refuses_bad_feeds_and_foreign_engines(gpu, tmp_path):
 
 
 def test_engine_for_export_fp16_with_narrowed_profile(gpu, tmp_path):
+    """The engine's precision is its graph's: the fp16 graph builds the fp16 engine (EngineSettings has no fp16)."""
     onnx_path, model, spec = export("selfattn", tmp_path)
     fp16 = onnx_path.with_name("selfattn.fp16.onnx")
     onnx.save(convert_onnx_to_fp16(onnx.load(onnx_path)), fp16)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.settings_checks import CHECKPOINT_SUFFIXES, YAML_SUFFIXES
+from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
 
 TRUST_HINT = ("an ultralytics checkpoint is a pickle: loading it runs code from the file; if you trust where it came "
@@ -236,11 +236,11 @@ def random_weights_(model: Any, seed: int = 0, size: int = 640) -> Any:
 
 
 def is_yaml(source: str) -> bool:
-    return source.lower().endswith(YAML_SUFFIXES) and ":" not in source.replace(":\\", "")
+    return classify_source(source).kind is SourceKind.YAML
 
 
 def is_checkpoint(source: str) -> bool:
-    return source.lower().endswith(CHECKPOINT_SUFFIXES) and ":" not in source.replace(":\\", "")
+    return classify_source(source).kind is SourceKind.CHECKPOINT
 
 
 __all__ = ["TRUST_HINT", "build_from_yaml", "custom_modules_file", "is_checkpoint", "is_yaml", "load_checkpoint",
