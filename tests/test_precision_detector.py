@@ -31,8 +31,8 @@ def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     model = build("yolov8n-cbam", Path(tmp_path))
     images = np.random.default_rng(21).random((CALIBRATION, 3, 640, 640), dtype=np.float32)
     res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
-    assert res.parities["fp32/onnxruntime-cpu"].passed
-    report = res.parities["int8/onnxruntime-cpu"]
+    assert res.parities[("fp32", "onnxruntime-cpu")].passed
+    report = res.parities[("int8", "onnxruntime-cpu")]
     assert report.passed and report.min_cosine >= INT8_MIN_COSINE, report.failure_message()
     search = report.to_dict()["int8_search"]
     paths = [s["module"] for s in search["sensitivity"]]
@@ -59,7 +59,7 @@ def test_int8_search_leaves_modules_float_until_the_detections_agree(yolo_env, t
     model = build("yolov8n-cbam", Path(tmp_path))
     images = np.random.default_rng(21).random((CALIBRATION, 3, 640, 640), dtype=np.float32)
     res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
-    search = res.parities["int8/onnxruntime-cpu"].to_dict()["int8_search"]
+    search = res.parities[("int8", "onnxruntime-cpu")].to_dict()["int8_search"]
     failed = [r for r in search["rounds"] if r.startswith("cosine target met, task check failed: ")]
     assert search["full_cosine"] >= search["target"] and failed and search["excluded"]   # the cosine alone: done
     assert len(failed) == len(search["excluded"])      # each module left float because the detections disagreed
