@@ -72,8 +72,10 @@ def prepare(run: Run) -> PreparedModel:
     settings = run.settings
     check_output_file(settings.resolved_out_path(_expected_name(settings)))
     given = private_copy(settings.source) if isinstance(settings.source, nn.Module) else settings.source
-    source = resolve_source(given, settings.kwargs, settings.weights, settings.seed, settings.name,
-                            custom_modules=settings.custom_modules, trust_checkpoint=settings.trust_checkpoint)
+    with torch.random.fork_rng():  # a factory's own random init follows `seed`; the caller's RNG is left as it was
+        torch.manual_seed(settings.seed)
+        source = resolve_source(given, settings.kwargs, settings.weights, settings.seed, settings.name,
+                                custom_modules=settings.custom_modules, trust_checkpoint=settings.trust_checkpoint)
     family = adapter_for(source.model).prepare(source.model, settings)
     for note in family.notes:
         run.log(f"{family.family}: {note}")
