@@ -5,7 +5,8 @@ The declared relations (`needs`, `excludes` in `attndeploy.options`) are checked
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 from attndeploy import settings_checks as check
 from attndeploy.defaults import DEFAULT_IMGSZ
@@ -16,8 +17,51 @@ from attndeploy.options import declared, given_names
 from attndeploy.shapes import format_shape
 from attndeploy.source_kind import SourceKind, classify_source
 
-if TYPE_CHECKING:
-    from attndeploy.settings import ExportSettings
+
+
+class ExportSettings(Protocol):
+    """The fields of `attndeploy.settings.ExportSettings` these rules read (named here: that module calls this
+    one, so it cannot be imported)."""
+
+    @property
+    def source(self) -> Any: ...
+
+    @property
+    def example(self) -> Any: ...
+
+    @property
+    def out_path(self) -> Path | None: ...
+
+    @property
+    def out_dir(self) -> Path | None: ...
+
+    @property
+    def imgsz(self) -> tuple[int, int] | None: ...
+
+    @property
+    def batch(self) -> int | None: ...
+
+    @property
+    def opset(self) -> int: ...
+
+    @property
+    def exporter(self) -> str: ...
+
+    @property
+    def deform_conv(self) -> str: ...
+
+    @property
+    def parity_shapes(self) -> Any: ...
+
+    @property
+    def precision(self) -> str: ...
+
+    @property
+    def calibration(self) -> Any: ...
+
+    @property
+    def report(self) -> bool: ...
+
 
 IMAGE_CHANNELS = 3  # what a detector's example is sized with before its model says otherwise
 MODEL_FAMILY_GROUPS = ("family", "nms")  # options for model families (detectors ...), never for registry modules

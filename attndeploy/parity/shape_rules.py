@@ -22,7 +22,7 @@ from attndeploy.errors import first_line
 from attndeploy.shapes import Shape, format_shape
 
 MULTIPLES = (1, 2, 4, 8, 16, 32, 64, 128)
-Run = Callable[[Shape], None]
+Run = Callable[[Shape], object]  # raises where the model does; its result is not read
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from torch import nn
 
 from attndeploy.fileio import write_json_atomic
 from attndeploy.lint.torch_lint import TorchFinding
-from attndeploy.pipeline.build import build_result
+from attndeploy.pipeline.build import Outcome, build_result
 from attndeploy.pipeline.candidate import Judged
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.run import Log, Run
@@ -91,7 +91,7 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None, also: Sequenc
             if judged.passed:
                 with run.stage("engine"):
                     engines[judged.candidate.key] = engine_stage(run, model, truth, judged)
-    result = build_result(run, model, truth, exported, graphs, final, findings, localisation, engines)
+    result = build_result(run, model, truth, Outcome(exported, graphs, final, findings, localisation, engines))
     path = settings.report_path(run.name)
     if path is not None:
         write_json_atomic(path, result.to_dict())

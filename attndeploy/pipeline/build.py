@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from attndeploy.exporting.verify import node_counts
@@ -27,9 +28,22 @@ def _evidence(model: PreparedModel, truth: Truth, judged: Judged) -> dict[str, A
             "noise": verdict.noise}
 
 
-def build_result(run: Run, model: PreparedModel, truth: Truth, exported: Exported, graphs: list[Judged],
-                 final: Judged, findings: list[TorchFinding], localisation: Localisation | None,
-                 engines: dict[str, Any]) -> ExportResult:
+@dataclass
+class Outcome:
+    """What the stages after the truth handed back: the routes' record, every judged graph (fp32 first), the final
+    one, the lint's findings, where a failed fp32 verdict was localised, and the engines by graph label."""
+
+    exported: Exported
+    graphs: list[Judged]
+    final: Judged
+    findings: list[TorchFinding]
+    localisation: Localisation | None = None
+    engines: dict[str, Any] = field(default_factory=dict)
+
+
+def build_result(run: Run, model: PreparedModel, truth: Truth, outcome: Outcome) -> ExportResult:
+    exported, graphs, final, findings = outcome.exported, outcome.graphs, outcome.final, outcome.findings
+    localisation, engines = outcome.localisation, outcome.engines
     fp32 = graphs[0]
     record = exported.record
     primary = final.verdicts[(final.candidate.key, run.settings.backends[0])]

@@ -72,7 +72,7 @@ class TruthData:
                   "meta": self.meta}
         arrays["meta"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         with open(path, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> TruthData:
