@@ -70,6 +70,13 @@ class ExportSettings:
     trust_checkpoint: bool = False                # allow loading a pickled (ultralytics) checkpoint: runs code
     imgsz: tuple[int, int] | None = None          # detectors: (H, W) of the example, as ultralytics spells it
     batch: int | None = None                      # detectors: N of the example
+    # detectors' post-processing, as ultralytics' exporter names it: None = outputs for external NMS (the default),
+    # True ("embed") = NMS in the graph, False ("free") = the NMS-free one-to-one head (YOLO26, YOLOv10)
+    nms: bool | None = None
+    max_det: int | None = None                    # detections per image with nms=True/False (ultralytics: 300)
+    conf: float | None = None                     # nms=True: score threshold in the graph (ultralytics: 0.25)
+    iou: float | None = None                      # nms=True: NMS IoU threshold (ultralytics: 0.7)
+    agnostic_nms: bool = False                    # nms=True/False: one NMS / top-k over all classes
     # export
     opset: int = DEFAULT_OPSET
     dynamic: bool = True
@@ -109,6 +116,13 @@ class ExportSettings:
         check.flag(self.trust_checkpoint, "trust_checkpoint")
         set_(self, "imgsz", check.imgsz(self.imgsz))
         set_(self, "batch", None if self.batch is None else check.integer(self.batch, "batch", 1, 1 << 16))
+        set_(self, "nms", check.nms_mode(self.nms))
+        set_(self, "max_det", None if self.max_det is None else check.integer(self.max_det, "max_det", 1, 1 << 16))
+        for option in ("conf", "iou"):
+            value = getattr(self, option)
+            set_(self, option, None if value is None else check.fraction(value, option))
+        check.flag(self.agnostic_nms, "agnostic_nms")
+        check.nms_options(self.nms, max_det=self.max_det, conf=self.conf, iou=self.iou, agnostic_nms=self.agnostic_nms)
         set_(self, "opset", check.opset(self.opset))
         check.flag(self.dynamic, "dynamic")
         check.choice(self.exporter, "exporter", EXPORTERS)

@@ -238,3 +238,26 @@ def calibration(value: Any, precision: str) -> None:
     require(precision == "int8", "calibration data is used by precision='int8' only", "precision='int8'",
             f"precision={precision!r}")
     data(value, "calibration")
+
+
+NMS_MODES = {"embed": True, "free": False, "external": None}
+
+
+def nms_mode(value: Any) -> bool | None:
+    """`nms` as ultralytics spells it: True / "embed" (NMS in the graph), False / "free" (the NMS-free one-to-one
+    head), None / "external" (outputs for the user's NMS)."""
+    if value is None or isinstance(value, bool):
+        return value
+    require(isinstance(value, str) and value in NMS_MODES, "nms must be True, False or None",
+            "True/'embed', False/'free' or None/'external'", _show(value))
+    return NMS_MODES[value]
+
+
+def nms_options(nms: bool | None, **given: Any) -> None:
+    """`conf` and `iou` act on NMS in the graph only, `max_det` and `agnostic_nms` on nms=True or False."""
+    for option in ("conf", "iou"):
+        require(given[option] is None or nms is True, f"{option} is used by nms=True only",
+                f"nms=True (CLI --nms embed) with {option}", f"nms={nms!r}")
+    for option, unset in (("max_det", None), ("agnostic_nms", False)):
+        require(given[option] == unset or nms is not None, f"{option} is used by nms=True or nms=False only",
+                f"nms=True or False (CLI --nms embed|free) with {option}", f"nms={nms!r}")

@@ -10,10 +10,11 @@ metadata the family's tools read back from the ONNX file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from torch import nn
 
 from attndeploy.defaults import INPUT_NAME
@@ -22,21 +23,55 @@ from attndeploy.settings import ExportSettings
 from attndeploy.shapes import Shape
 
 
+PASSED, FAILED, UNDECIDABLE = "passed", "failed", "undecidable"
+
+
 @dataclass
 class TaskCheck:
-    """A task-level comparison of eager and a graph (detections, top-1 ...), beside the tensor parity."""
+    """A task-level comparison of eager and a graph (detections, top-1 ...), beside the tensor parity.
+
+    `status`: "passed", "failed", or "undecidable" — the images cannot decide (e.g. eager's
+    scores are saturated or tied, so no threshold separates them from fp32 noise); the message
+    says why. `passed` is False only for "failed": an undecidable check fails nothing (the
+    tensor verdict stands), and the report says it could not decide.
+    """
 
     name: str                                  # e.g. "detections"
-    passed: bool
+    status: str
     message: str                               # one line: what matched, or what differed and where
     details: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.status not in (PASSED, FAILED, UNDECIDABLE):
+            raise ValueError(f"TaskCheck status must be passed, failed or undecidable, got {self.status!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAILED
+
+    @property
+    def decided(self) -> bool:
+        return self.status != UNDECIDABLE
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "message": self.message, **self.details}
+        return {"name": self.name, "passed": self.passed, "status": self.status, "message": self.message,
+                **self.details}
 
 
-# (eager model, graph bytes onnxruntime can run, the graph's input name, the graph's precision) -> TaskCheck
-TaskChecker = Callable[[nn.Module, bytes, str, str], TaskCheck]
+class TaskChecker(Protocol):
+    """A family's task check. Its core is a pure comparison of eager's and a graph's outputs on `images()`;
+    calling it runs both sides there (the adapter-facing form the pipeline uses today)."""
+
+    name: str
+
+    def images(self) -> np.ndarray:
+        """The inputs both sides run on, e.g. (2, 3, H, W) float32 in [0, 1]."""
+
+    def compare(self, eager: Sequence[np.ndarray], graph: Sequence[np.ndarray], precision: str) -> TaskCheck:
+        """The verdict from eager's outputs and the graph's (same order as the graph's outputs) on `images()`."""
+
+    def __call__(self, eager_model: nn.Module, onnx_bytes: bytes, input_name: str, precision: str) -> TaskCheck:
+        """`compare` after running `eager_model` (once per model object) and the graph on `images()`."""
 
 
 @dataclass
@@ -49,7 +84,13 @@ class Prepared:
     `example`: the default example shape when the settings give none;
     `metadata`: written into the ONNX file's `metadata_props` (strings);
     `task_check`: a task-level check run on every graph after the tensor parity (None: none);
-    `engine_shapes`: (min, opt, max) of a TensorRT profile as the family derives them from the example.
+    `engine_shapes`: (min, opt, max) of a TensorRT profile as the family derives them from the example;
+    `postprocess`: what the graph does after the model's head, for the report (ultralytics: {"mode":
+    "external" | "embedded" | "free", "max_det", "conf", "iou", "agnostic_nms", "batch"});
+    `row_outputs`: outputs holding detection rows (NMS in the graph, an NMS-free head, RT-DETR):
+    discrete values, where elementwise parity is ill-posed (a score at the top-k cut or an NMS
+    decision within noise moves whole rows, in eager's own float64 run too); judge each with
+    `task_check.compare([eager], [graph], precision)` at every probe instead (a `TaskCheck`).
     """
 
     model: nn.Module
@@ -65,6 +106,8 @@ class Prepared:
     task: str | None = None
     task_check: TaskChecker | None = None
     engine_shapes: tuple[Shape, Shape, Shape] | None = None
+    postprocess: dict[str, Any] = field(default_factory=dict)
+    row_outputs: tuple[str, ...] = ()
 
 
 class Adapter(Protocol):
