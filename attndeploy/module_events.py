@@ -23,7 +23,7 @@ from attndeploy.modulepath import ModuleStack
 
 @dataclass
 class Event:
-    """One module entry or exit: `tensors` are float32 copies, each (shape of that tensor)."""
+    """One module entry or exit: `tensors` are numpy copies (float32; float64 in a float64 run)."""
 
     index: int
     kind: str                 # "in" | "out"
@@ -47,16 +47,16 @@ class EagerRun:
 
 
 def float_arrays(value: Any) -> list[np.ndarray]:
-    """The floating-point tensors in `value` (any nesting), as float32 numpy copies."""
-    return [t.detach().to("cpu", torch.float32).numpy().copy()
+    """The floating-point tensors in `value` (any nesting), as numpy copies: float64 stays float64, others float32."""
+    return [t.detach().to("cpu", torch.float64 if t.dtype == torch.float64 else torch.float32).numpy().copy()
             for t in tree_flatten(value)[0] if isinstance(t, Tensor) and t.is_floating_point()]
 
 
 def record_events(model: nn.Module, x: Tensor) -> EagerRun:
     """Run `model(x)` (eval, no grad) and record every module's float inputs and outputs.
 
-    `x`: the model input (N, C, H, W) or any shape the model takes. The model's training
-    flag is restored afterwards.
+    `x`: the model input (N, C, H, W) or any shape the model takes (float64 for a float64
+    copy of the model: its events stay float64). The model's training flag is restored afterwards.
     """
     events: list[Event] = []
 

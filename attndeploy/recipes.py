@@ -39,7 +39,7 @@ from tqdm import tqdm
 from attndeploy.errors import CheckFailed, UsageError, first_line, require, unknown_name
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
-from attndeploy.pipeline.state import Log
+from attndeploy.pipeline.run import Log
 from attndeploy.quiet import quiet
 from attndeploy.registry import get_spec, list_modules
 from attndeploy.settings import ExportSettings

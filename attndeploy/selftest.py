@@ -21,7 +21,7 @@ import torch
 import attndeploy
 from attndeploy.argparsing import UsageErrorParser
 from attndeploy.copying import private_copy
-from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL
+from attndeploy.defaults import TRT_FP16_MIN_COSINE
 from attndeploy.errors import CheckFailed, UsageError, first_line, require
 from attndeploy.fileio import (
     check_output_file,
@@ -29,8 +29,6 @@ from attndeploy.fileio import (
     remove_created_dirs,
     write_json_atomic,
 )
-from attndeploy.parity.check import Probe, compare_probes, make_probes
-from attndeploy.parity.compare import ParityReport
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.registry import create, get_spec
@@ -38,48 +36,50 @@ from attndeploy.runtimes.onnxruntime_runner import available_providers
 from attndeploy.runtimes.torch_runner import TorchRunner
 from attndeploy.settings import EngineSettings, ExportSettings
 from attndeploy.tensorrt._api import tensorrt_unavailable
+from attndeploy.verdict import Budget, TruthData, Verdict, judge
 from attndeploy.weights import randomize_
 
 Stage = dict[str, Any]
 
 
-def _stage(parity: ParityReport, min_cosine: float | None = None) -> Stage:
-    cosine = parity.min_cosine
-    passed = parity.passed and (min_cosine is None or cosine >= min_cosine)
-    return {"passed": passed, "max_abs_err": parity.max_abs_err, "min_cosine": cosine,
-            "detail": parity.failure_message() or ("" if passed else f"cosine {cosine:.5f} < {min_cosine}")}
+def _stage(verdict: Verdict) -> Stage:
+    return {"passed": verdict.passed, "max_abs_err": verdict.max_abs_err, "min_cosine": verdict.min_cosine,
+            "detail": verdict.failure_message()}
 
 
 def _skip(reason: str) -> Stage:
     return {"passed": None, "skipped": reason}
 
 
-def _eager_cuda(model: torch.nn.Module, probes: list[Probe], dtype: torch.dtype) -> Stage:
-    """Eager on CUDA in `dtype` against the eager CPU truth (not an export: the comparison only)."""
-    tol, cosine = (TRT_FP16_TOL, TRT_FP16_MIN_COSINE) if dtype == torch.float16 else (TRT_FP32_TOL, None)
+def _eager_cuda(model: torch.nn.Module, truth: TruthData, dtype: torch.dtype) -> Stage:
+    """Eager on CUDA in `dtype` judged against the export's truth (not an export: the comparison only); fp32 by the
+    float64-anchored rule, fp16 by the engine's fp16 cosine floor."""
+    budget = Budget.cosine(TRT_FP16_MIN_COSINE, "fp16") if dtype == torch.float16 else Budget.float64()
     with TorchRunner(private_copy(model), "cuda", dtype) as runner:
-        parity = compare_probes(probes, lambda x: list(runner.infer({"input": x}).values()), list(probes[0].refs),
-                                tol, runner.name)
-    return _stage(parity, cosine)
+        verdict = judge(truth.probes, lambda x: list(runner.infer({"input": x}).values()), truth.output_names, budget,
+                        ("fp16" if dtype == torch.float16 else "fp32", runner.name), truth.reference)
+    return _stage(verdict)
 
 
 def _export(model: torch.nn.Module, name: str, workdir: Path, **options: Any) -> ExportResult:
     settings = ExportSettings.create(model, get_spec(name).example_shape, workdir / f"{name}.onnx", opset=17,
-                                     name=name, atol=TRT_FP32_TOL.atol, rtol=TRT_FP32_TOL.rtol, **options)
+                                     name=name, **options)
     return run_pipeline(settings)
 
 
-def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missing: str | None) -> dict[str, Stage]:
-    """onnxruntime CPU (and CUDA where installed) and the TensorRT fp32 engine in one run; fp16 in a second."""
+def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missing: str | None
+                     ) -> tuple[dict[str, Stage], TruthData | None]:
+    """onnxruntime CPU (and CUDA where installed) and the TensorRT fp32 engine in one run; fp16 in a second; and the
+    export's truth."""
     cuda_ep = "CUDAExecutionProvider" in available_providers()
     backends = ("onnxruntime-cpu", "onnxruntime-cuda") if cuda_ep else ("onnxruntime-cpu",)
     stages: dict[str, Stage] = {}
     try:
         res = _export(model, name, workdir, backends=backends, engine=None if trt_missing else EngineSettings())
     except (UsageError, CheckFailed) as err:
-        return {"onnxruntime-cpu": {"passed": False, "detail": first_line(err)}}
-    stages["onnxruntime-cpu"] = _stage(res.parities["fp32/onnxruntime-cpu"])
-    stages["onnxruntime-cuda"] = (_stage(res.parities["fp32/onnxruntime-cuda"]) if cuda_ep
+        return {"onnxruntime-cpu": {"passed": False, "detail": first_line(err)}}, None
+    stages["onnxruntime-cpu"] = _stage(res.parities[("fp32", "onnxruntime-cpu")])
+    stages["onnxruntime-cuda"] = (_stage(res.parities[("fp32", "onnxruntime-cuda")]) if cuda_ep
                                   else _skip("onnxruntime has no CUDAExecutionProvider"))
     for precision in ("fp32", "fp16"):
         key = f"tensorrt-{precision}"
@@ -90,23 +90,27 @@ def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missi
             stages[key] = _skip("the ONNX export did not pass")
             continue
         try:
-            run = res if precision == "fp32" else _export(model, name, workdir, engine=EngineSettings(fp16=True))
+            run = res if precision == "fp32" else _export(model, name, workdir, precision="fp16",
+                                                          engine=EngineSettings())
             engine = run.engine
-            stages[key] = {**_stage(engine.parity, engine.min_cosine), "engine": str(engine.build.engine_path)}
+            stages[key] = {**_stage(engine.parity), "engine": str(engine.build.engine_path)}
         except (UsageError, CheckFailed, RuntimeError) as err:
             stages[key] = {"passed": False, "detail": first_line(err)}
-    return stages
+    return stages, res.truth
 
 
 def run_module(name: str, workdir: Path, cuda: bool, trt_missing: str | None) -> dict[str, Stage]:
-    spec = get_spec(name)
     model = randomize_(create(name)).eval()
-    stages = _pipeline_stages(model, name, workdir, trt_missing)
+    stages, truth = _pipeline_stages(model, name, workdir, trt_missing)
     no_cuda = "no CUDA device (torch.cuda.is_available() is False)"
-    probes = make_probes(model, spec.parity_shapes()) if cuda else []
     for key, dtype in (("eager-cuda-fp32", torch.float32), ("eager-cuda-fp16", torch.float16)):
         try:
-            stages[key] = _eager_cuda(model, probes, dtype) if cuda else _skip(no_cuda)
+            if not cuda:
+                stages[key] = _skip(no_cuda)
+            elif truth is None:
+                stages[key] = _skip("the export made no truth")
+            else:
+                stages[key] = _eager_cuda(model, truth, dtype)
         except (UsageError, CheckFailed, RuntimeError) as err:
             stages[key] = {"passed": False, "detail": first_line(err)}
     order = ("onnxruntime-cpu", "eager-cuda-fp32", "eager-cuda-fp16", "onnxruntime-cuda", "tensorrt-fp32",

@@ -24,7 +24,7 @@ from attndeploy.lint import lint_onnx
 from attndeploy.lowering.deformconv import PLUGIN_DOMAIN
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.precision.int8 import Quantizer
-from attndeploy.precision.metrics import error_stats
+from attndeploy.verdict.metrics import error_stats
 from attndeploy.precision.modules import module_errors, worst_module
 from attndeploy.precision.search import search_fp16
 from attndeploy.precision.sensitivity import quantize_to_target

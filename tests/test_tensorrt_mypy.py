@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STUB_FILES = ("tensorrt/__init__.pyi", "tensorrt_bindings/__init__.pyi", "tensorrt_bindings/tensorrt.pyi")
 CONFIG = """[mypy]
-python_version = 3.11
+python_version = 3.10
 ignore_missing_imports = True
 mypy_path = {stubs}
 

@@ -258,11 +258,12 @@ class UltralyticsAdapter:
         channels = channels_of(net)
         from attndeploy.adapters.ultralytics_task import task_checker
 
+        task_inputs, task_check = task_checker(net, task, imgsz, post) or (None, None)
         return Prepared(
             model=wrap_for_nms(net, post, settings), family=self.family, notes=notes, input_name=INPUT,
             output_names=output_names, output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
             example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings, post),
-            name=model_name(net), task=task, task_check=task_checker(net, task, imgsz, post),
+            name=model_name(net), task=task, task_inputs=task_inputs, task_batch=post.batch, task_check=task_check,
             engine_shapes=engine_profile((batch, channels, *imgsz), stride, post.batch is not None),
             postprocess=post.to_dict(), row_outputs=("output0",) if post.rows else ())
 

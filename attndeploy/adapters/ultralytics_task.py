@@ -1,12 +1,12 @@
 """Task-level parity for ultralytics models: eager vs the graph on the images ultralytics ships.
 
-    check = task_checker(net, "detect", (640, 640), post)       # a DetectionCheck
-    result = check.compare(eager_outputs, graph_outputs, "fp32", eager64_outputs)   # pure, on check.images()
-    result = check(eager_model, onnx_bytes, "images", "fp32")    # runs the three there first (the pipeline today)
+    images, check = task_checker(net, "detect", (640, 640), post)     # (2, 3, 640, 640), a DetectionCheck
+    result = check(eager_outputs, graph_outputs, "fp32", eager64_outputs)  # each side's outputs on `images`
 
-Both sides see the same batch, `letterboxed_images(imgsz)` (`ultralytics_images`):
-`bus.jpg` and `zidane.jpg` letterboxed as ultralytics' predictor does, (2, 3, H, W). The core
-is a pure function of eager's outputs, the graph's and eager's float64 outputs there.
+Both sides see the same batch, `letterboxed_images(imgsz)`: `bus.jpg` and `zidane.jpg` from
+`ultralytics/assets`, letterboxed as ultralytics' predictor does (`LetterBox(auto=False)`,
+grey 114 padding, BGR -> RGB, / 255), (2, 3, H, W). The check is a pure function of eager's
+outputs, the graph's and eager's float64 outputs there (the truth runs eager once).
 
 Detections (`ultralytics_detections`): raw outputs through ultralytics' own NMS, or, for a
 graph with NMS in it or an NMS-free head, its rows directly (eager's output already is
@@ -28,7 +28,9 @@ eager probabilities are tied within 1e-3 are left out; all of them: undecidable)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,15 +38,58 @@ import torch
 
 from attndeploy.adapters.base import FAILED, PASSED, UNDECIDABLE, TaskCheck
 from attndeploy.adapters.ultralytics_detections import IOU_NMS, Dets, Layout, detections
-from attndeploy.adapters.ultralytics_images import IMAGES, ImageCheck, letterboxed_images
 from attndeploy.adapters.ultralytics_match import compare_detections, matched_pairs
 from attndeploy.adapters.ultralytics_nms import EMBEDDED, PostProcess
 from attndeploy.adapters.ultralytics_shift import explain_shift
 from attndeploy.adapters.ultralytics_threshold import MIN_GAP, choose_threshold
 
+IMAGES = ("bus.jpg", "zidane.jpg")
 REDUCED_IOU = 0.5
 SCORE_SLACK = {"fp16": 0.02, "int8": 0.15}   # how far a reduced-precision score may move relative to the threshold
 REDUCED_AGREEMENT = 0.9
+
+
+@functools.lru_cache(maxsize=4)
+def letterboxed_images(imgsz: tuple[int, int]) -> np.ndarray:
+    """`IMAGES` letterboxed to `imgsz` (H, W) as ultralytics' predictor does: (2, 3, H, W) float32 RGB in [0, 1]."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils import ASSETS
+
+    boxer = LetterBox(new_shape=imgsz, auto=False)  # exactly imgsz (a stride matters only with auto=True)
+    batch = []
+    for name in IMAGES:
+        image = cv2.imread(str(Path(ASSETS) / name))
+        if image is None:
+            raise FileNotFoundError(f"ultralytics' sample image {name} is missing from {ASSETS}")
+        boxed: Any = boxer(image=image)  # (H, W, 3) BGR uint8
+        batch.append(boxed[..., ::-1].transpose(2, 0, 1))
+    return (np.ascontiguousarray(np.stack(batch)).astype(np.float32) / 255.0)
+
+
+class ImageCheck:
+    """A check on `letterboxed_images(imgsz)`: calling it compares eager's outputs, the graph's and eager's float64
+    ones there (a `TaskChecker`)."""
+
+    name = "task"
+
+    def __init__(self, imgsz: Sequence[int]) -> None:
+        self.imgsz = (int(imgsz[0]), int(imgsz[1]))
+
+    def images(self) -> np.ndarray:
+        return letterboxed_images(self.imgsz)
+
+    @property
+    def where(self) -> str:
+        return f"{' and '.join(IMAGES)} letterboxed to {self.imgsz[0]}x{self.imgsz[1]}"
+
+    def __call__(self, eager: Sequence[np.ndarray], graph: Sequence[np.ndarray], precision: str,
+                 eager64: Sequence[np.ndarray] | None = None) -> TaskCheck:
+        return self.compare(eager, graph, precision, eager64)
+
+    def compare(self, eager: Sequence[np.ndarray], graph: Sequence[np.ndarray], precision: str,
+                eager64: Sequence[np.ndarray] | None = None) -> TaskCheck:
+        raise TypeError(f"{type(self).__name__} must define compare")
 
 
 def _found(dets_a: list[Dets], dets_b: list[Dets], rotated: bool) -> tuple[int, int]:
@@ -58,8 +103,8 @@ class DetectionCheck(ImageCheck):
 
     name = "detections"
 
-    def __init__(self, layout: Layout, batch: int | None = None) -> None:
-        super().__init__(layout.imgsz, batch)
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout.imgsz)
         self.layout = layout
 
     def _differ(self, dets_a: list[Dets], dets_b: list[Dets]) -> tuple[str | None, float]:
@@ -164,15 +209,18 @@ def detection_layout(net: Any, task: str, imgsz: Sequence[int], post: PostProces
                   nms_iou=float(post.iou or IOU_NMS) if embedded else IOU_NMS)
 
 
-def task_checker(net: Any, task: str, imgsz: Sequence[int], post: PostProcess | None = None) -> ImageCheck | None:
-    """The check for the prepared ultralytics `net` of `task` ("detect", "segment", "pose", "obb", "classify"),
-    None for others."""
+def task_checker(net: Any, task: str, imgsz: Sequence[int],
+                 post: PostProcess | None = None) -> tuple[np.ndarray, ImageCheck] | None:
+    """(the task inputs: `IMAGES` letterboxed to `imgsz`, the check) for the prepared ultralytics `net` of `task`
+    ("detect", "segment", "pose", "obb", "classify"); None for others."""
+    check: ImageCheck
     if task in ("detect", "segment", "pose", "obb"):
-        post = post or PostProcess()
-        return DetectionCheck(detection_layout(net, task, imgsz, post), post.batch)
-    if task == "classify":
-        return Top1Check(imgsz)
-    return None
+        check = DetectionCheck(detection_layout(net, task, imgsz, post or PostProcess()))
+    elif task == "classify":
+        check = Top1Check(imgsz)
+    else:
+        return None
+    return check.images(), check
 
 
 __all__ = ["DetectionCheck", "IMAGES", "ImageCheck", "Top1Check", "detection_layout", "letterboxed_images",

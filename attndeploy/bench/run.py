@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from attndeploy.bench.backends import BACKENDS, Opened
 from attndeploy.bench.floor import copy_bandwidth, floor_bytes
 from attndeploy.bench.graphs import ModuleContext, NotApplicable
@@ -26,7 +28,7 @@ from attndeploy.bench.plan import BenchPlan, all_cores
 from attndeploy.bench.timing import summarize, time_interleaved
 from attndeploy.convert import to_deploy
 from attndeploy.errors import first_line
-from attndeploy.parity import eager_outputs, random_input
+from attndeploy.parity import flatten_outputs, random_input
 from attndeploy.registry import create, get_spec
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.version import __version__
@@ -81,7 +83,9 @@ def _cuda_peak(call: Any) -> int:
 def bench_cell(ctx: ModuleContext, shape: Shape, plan: BenchPlan) -> dict[str, Any]:
     """Measure every runnable backend of `plan` on one module at `shape` (see the module docstring)."""
     x = random_input(shape, plan.seed + 1)
-    floor = floor_bytes(ctx.deploy, x, list(eager_outputs(ctx.reference, x).values()))
+    with torch.no_grad():  # the output sizes, for the memory floor (timing, not a reference)
+        outputs = [t.numpy() for t in flatten_outputs(ctx.reference(x.clone())).values()]
+    floor = floor_bytes(ctx.deploy, x, outputs)
     entries: dict[str, dict[str, Any]] = {}
     opened = _open_all(ctx, x, plan, entries)
     try:

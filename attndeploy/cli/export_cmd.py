@@ -17,12 +17,12 @@ from attndeploy.cli.model_source import add_model_arguments
 from attndeploy.cli.output import emit, print_json, stderr
 from attndeploy.defaults import EXPORTERS
 from attndeploy.errors import UsageError
-from attndeploy.parity.compare import ParityReport
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.recipes import RecipeFailed, load_recipe, run_recipe
 from attndeploy.settings import DEFORM_CONV_LOWERINGS, EngineSettings, ExportSettings
 from attndeploy.shapes import parse_imgsz, parse_shape, parse_shapes
+from attndeploy.verdict import Verdict, key_label
 
 
 def add_parser(commands: Any) -> None:
@@ -157,12 +157,9 @@ def _run_recipe(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def _rule(report: ParityReport) -> str:
-    budget = getattr(report, "cosine_budget", None)
-    if budget:
-        strict = " (plain and strict-fp16)" if getattr(report, "strict", None) is not None else ""
-        return f"cosine >= {budget:g}{strict}"
-    return report.outputs[0].rule(report.tolerance) if report.outputs else "no outputs"
+def _rule(report: Verdict) -> str:
+    strict = " (plain and strict-fp16)" if report.strict is not None else ""
+    return report.budget.describe() + strict
 
 
 def print_table(res: ExportResult) -> None:
@@ -172,7 +169,7 @@ def print_table(res: ExportResult) -> None:
         emit(f"  shape rule: {res.evidence['shape_rule']}")
     emit(f"  {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
     for key, p in res.parities.items():
-        emit(f"  {key} vs eager ({_rule(p)}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
+        emit(f"  {key_label(key)} vs eager ({_rule(p)}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
         for o in p.outputs:
             emit(f"  {o.name:<12} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
                  f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
@@ -195,7 +192,7 @@ def _report(res: ExportResult, as_json: bool) -> int:
         print_table(res)
     for key, p in res.parities.items():
         if not p.passed:
-            stderr(f"parity failed ({key}): {p.failure_message()}")
+            stderr(f"parity failed ({key_label(key)}): {p.failure_message()}")
     for precision, task in res.tasks.items():
         if not task.passed:
             stderr(f"{task.name} check failed ({precision}): {task.message}")

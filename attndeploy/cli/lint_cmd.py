@@ -17,10 +17,8 @@ from typing import Any
 
 from attndeploy.cli.model_source import add_model_arguments, resolve_source
 from attndeploy.cli.output import emit, print_json
-from attndeploy.lint.torch_lint import lint_model
 from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
 from attndeploy.lint.trt_support import TRT_VERSIONS, parser_support
-from attndeploy.parity import random_input
 from attndeploy.usercode import calling_user_code
 
 
@@ -60,6 +58,8 @@ def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
 
 
 def _lint_torch(args: argparse.Namespace) -> int:
+    from attndeploy.lint.torch_lint import lint_model  # torch: the ONNX lint above runs without it
+    from attndeploy.parity import random_input
 
     source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
     with calling_user_code(f"the forward of {args.model!r}"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import signal
 import sys
 import threading
@@ -27,24 +28,52 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from attndeploy.cli import (
-        bench_cmd,
-        export_cmd,
-        lint_cmd,
-        list_cmd,
-        matrix_cmd,
-        run_cmd,
-    )
+# Each command: the module that declares its parser (`add_parser`) and runs it, and its line in `--help`.
+# Only the module of the command being run is imported, so `run`, `lint MODEL.onnx` and `--help` start
+# without torch (the device install has none); tests/test_device_imports.py keeps the help lines in step.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("attndeploy.cli.list_cmd", "list the registry's modules"),
+    "export": ("attndeploy.cli.export_cmd", "export a module or model to ONNX and check it against eager PyTorch"),
+    "lint": ("attndeploy.cli.lint_cmd", "TensorRT-readiness of an ONNX file, or export hazards of a PyTorch model"),
+    "run": ("attndeploy.cli.run_cmd", "run an ONNX model or TensorRT engine and time it"),
+    "bench": ("attndeploy.cli.bench_cmd", "time eager PyTorch against the exported graphs, interleaved"),
+    "matrix": ("attndeploy.cli.matrix_cmd", "export every module x opset x exporter x static/dynamic: pass/fail"),
+}
 
+# Packages only an extra brings: a command run without one says which extra to install (exit 2).
+EXTRA_OF = {"torch": "export", "torchvision": "export", "onnxscript": "export", "onnxsim": "export", "tqdm": "export",
+            "PIL": "export", "tomli": "export", "onnxruntime": "ort", "ultralytics": "ultralytics",
+            "matplotlib": "plot"}
+
+
+def missing_extra(err: ModuleNotFoundError) -> UsageError | None:
+    """The `UsageError` naming the extra that brings `err`'s module; None for a module no extra brings."""
+    top = (err.name or "").split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    return UsageError(f"this command needs {top}, which the core install (the device side) does not bring",
+                      f"pip install 'attndeploy[{extra}]'", f"no module named {top!r}")
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names (its first word, the top-level parser taking only -h), or None."""
+    first = next((w for w in argv if not w.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser: `command`'s full sub-parser (its module imported), every other command by name and help only.
+
+    `command=None` imports no command module (enough for `--help` and an unknown command's error).
+    """
     parser = UsageErrorParser(prog="attndeploy", description="Export attention modules to ONNX/TensorRT, with parity evidence.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=UsageErrorParser)
-    list_cmd.add_parser(commands)
-    export_cmd.add_parser(commands)
-    lint_cmd.add_parser(commands)
-    run_cmd.add_parser(commands)
-    bench_cmd.add_parser(commands)
-    matrix_cmd.add_parser(commands)
+    for name, (module, help_line) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).add_parser(commands)
+        else:
+            commands.add_parser(name, help=help_line)
     return parser
 
 
@@ -139,7 +168,7 @@ def _run(argv: list[str], gate: _SignalGate) -> int:
     as_json = wants_json(argv)
     try:
         try:
-            parser = build_parser()
+            parser = build_parser(chosen_command(argv))
             with output.results_as_stdout():  # --help is a result
                 try:
                     args = parser.parse_args(argv)
@@ -150,6 +179,11 @@ def _run(argv: list[str], gate: _SignalGate) -> int:
             gate.disarm()
     except UsageError as err:
         return _report_usage(err, as_json)
+    except ModuleNotFoundError as err:
+        missing = missing_extra(err)
+        if missing is None:
+            raise
+        return _report_usage(missing, as_json)
     except CheckFailed as err:
         return _report_check(err, as_json)
     except Interrupted as err:

@@ -6,16 +6,17 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from attndeploy import sources
 from attndeploy.argparsing import argument_type
 from attndeploy.errors import UsageError
 from attndeploy.limits import check_model_arguments, parse_seed
-from attndeploy.registry import ModuleSpec, list_modules
 from attndeploy.shapes import Shape, parse_shape
+
+if TYPE_CHECKING:  # torch and the registry load in `resolve_source`: `lint MODEL.onnx` runs without torch
+    from torch import nn
+
+    from attndeploy.registry import ModuleSpec
 
 
 class _NotJSON(float):
@@ -71,6 +72,9 @@ def resolve_source(source: str, input_shape: Shape | None, kwargs: dict[str, Any
                    seed: int) -> ModelSource:
     """The library's `attndeploy.sources.resolve_source`, plus the example: registry names have a default,
     other sources need `input_shape`."""
+    from attndeploy import sources
+    from attndeploy.registry import list_modules
+
     found = sources.resolve_source(source, kwargs, weights, seed)
     spec = found.spec
     if input_shape is None:

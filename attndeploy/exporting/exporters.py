@@ -65,7 +65,8 @@ class GraphSignature:
 
 def run_exporter(exporter: str, model: torch.nn.Module, example: torch.Tensor, path: Path,
                  signature: GraphSignature) -> list[str]:
-    """Export `model` to `path` with one exporter; returns the warnings it raised (deduplicated).
+    """Export `model` to `path` with one exporter; returns the warnings it raised (deduplicated; a TracerWarning
+    with ` at file.py:line`, the line that branched on a traced value).
 
     Exporter chatter on stdout goes to stderr so that `--json` output stays one object.
     """
@@ -85,6 +86,8 @@ def run_exporter(exporter: str, model: torch.nn.Module, example: torch.Tensor, p
     seen: dict[str, None] = {}
     for w in caught:
         text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"
+        if w.category.__name__ == "TracerWarning":  # where user code branched on a traced value
+            text += f" at {w.filename}:{w.lineno}"
         if "deprecat" not in text.lower() and "LeafSpec" not in text:
             seen.setdefault(text)
     return list(seen)

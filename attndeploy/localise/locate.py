@@ -1,10 +1,12 @@
 """`localise_divergence`: the first PyTorch module whose output the ONNX graph gets wrong.
 
-1. eager: `record_events` — every module's float inputs and outputs, in execution order;
+1. eager: every module's float inputs and outputs in execution order, in fp32 and in float64
+   (`Truth.module_runs`: the truth runs the model, nothing here does);
 2. graph: `index_graph` — every node's module path, each module's boundary tensors;
    `run_exposed` — those tensors as extra outputs, one onnxruntime run (a node failing at
    this shape is cut off and the rest rerun);
-3. `first_divergence` — the first event past `tol`, non-finite or of another shape. An
+3. `first_divergence` — the first event past the verdict's rule (the graph tensor's distance
+   to float64 against eager fp32's), non-finite or of another shape. An
    "out" event blames its module (its children all matched), an "in" event the caller.
    When onnxruntime failed at a node and nothing diverged before that node's module
    finished, that module is blamed with the runtime error.
@@ -16,16 +18,14 @@ import time
 
 import numpy as np
 import onnx
-import torch
 from torch import nn
 
-from attndeploy.defaults import Tolerance
-from attndeploy.errors import UsageError, first_line, require
 from attndeploy.localise.graph import GraphIndex, GraphRun, index_graph, run_exposed
 from attndeploy.localise.match import Divergence, event_names, first_divergence
 from attndeploy.localise.report import Localisation, reshape_notes
-from attndeploy.module_events import EagerRun, Event, record_events
+from attndeploy.module_events import EagerRun, Event
 from attndeploy.modulepath import class_site, forward_site
+from attndeploy.verdict import Budget
 
 
 def _exposed_names(run: EagerRun, index: GraphIndex) -> list[str]:
@@ -91,29 +91,23 @@ def _blame(model: nn.Module, run: EagerRun, index: GraphIndex, graph: GraphRun, 
     return loc
 
 
-def localise_divergence(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, input_name: str,
-                        tol: Tolerance) -> Localisation | None:
+def localise_divergence(model: nn.Module, runs: tuple[EagerRun, EagerRun | None], proto: onnx.ModelProto,
+                        x: np.ndarray, input_name: str, budget: Budget) -> Localisation | None:
     """The first module of `model` whose output `proto` gets wrong on input `x`, or None.
 
-    `model`: the eager model (the truth; run in eval mode, its flag restored). `proto`: the
+    `runs`: every module's events on `x` in eager fp32 and in float64 (None where the model
+    cannot run in float64: `budget` then judges against eager fp32 itself). `proto`: the
     graph exported from it (before onnxsim: its node names and scopes are the exporter's),
     with one input `input_name`. `x`: float32 (N, C, H, W) (any shape the model takes) at
-    which parity failed. `tol`: the parity tolerance. None when every module's output
-    matches (or none could be mapped to the graph, or the graph cannot be run at all).
-    Raises `UsageError` if the model fails in eager mode on `x`.
+    which the verdict failed. None when every module's output matches (or none could be
+    mapped to the graph, or the graph cannot be run at all).
     """
-    require(isinstance(model, nn.Module), "localise_divergence needs the eager nn.Module", "an nn.Module",
-            type(model).__name__)
     start = time.perf_counter()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        run = record_events(model, torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device))
-    except Exception as err:
-        raise UsageError("the model fails in eager mode at the failing shape", "an input the model accepts",
-                         f"{tuple(x.shape)}: {first_line(err)}") from err
+    run, run64 = runs
     index = index_graph(proto, run.modules, run.calls)
     graph = run_exposed(index, _exposed_names(run, index), input_name, np.asarray(x, np.float32))
-    found, compared, matched = first_divergence(run.events, index, graph.values, tol)
+    twins = run64.events if run64 is not None else []
+    found, compared, matched = first_divergence(run.events, twins, index, graph.values, budget)
     loc = _blame(model, run, index, graph, found, tuple(x.shape), input_name)
     if loc is not None:
         loc.compared, loc.matched = compared, matched

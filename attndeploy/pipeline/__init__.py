@@ -1,99 +1,91 @@
 """The one export pipeline: `ExportSettings` in, `ExportResult` out, through small timed stages.
 
-    prepare -> evidence -> lint -> export (+ file checks) -> simplify -> parity (per backend)
-            -> [reroute] -> [localise] -> [precision] -> [task] -> write -> [engine]; then report.json where asked
+    prepare -> evidence (the Truth) -> lint -> export (routes: export, verify, simplify, judge)
+            -> [localise] -> [precision: fp16 / INT8 candidate, judged] -> write -> [engine, judged]
 
-Every command (`export`, recipes, `matrix`, `bench`, `selftest`) and the Python API call
-`run_pipeline`; none re-implements a stage. A stage stops the run by raising
-`CheckFailed` (a finding, exit 1) or `UsageError` (bad input, exit 2); any other error a
-stage lets through becomes a one-line `CheckFailed` naming the stage. A parity failure is
-not a stop: the graph is written as `.rejected.onnx` and the result says why. The engine
-stage runs only when the graph passed.
+Every command (`export`, recipes, `matrix`, `bench`, `selftest`, `lint`) and the Python API
+call `run_pipeline`; none re-implements a stage. Stages hand their results on as values;
+none calls another. The truth is built once (the evidence stage) and every candidate is
+judged against it by `attndeploy.verdict.judge`, the only place that decides pass or fail.
+A stage stops the run by raising `CheckFailed` (a finding, exit 1) or `UsageError` (bad
+input, exit 2); any other error a stage lets through becomes a one-line `CheckFailed`
+naming the stage. A failed verdict is not a stop: the graph is written as
+`.rejected.onnx` and the result says why. The engine stage runs only when the graph passed.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from attndeploy.errors import CheckFailed, UsageError, first_line
 from attndeploy.fileio import write_json_atomic
+from attndeploy.lint.torch_lint import TorchFinding
 from attndeploy.pipeline.build import build_result
-from attndeploy.pipeline.paths import graph_passed
+from attndeploy.pipeline.candidate import Judged
 from attndeploy.pipeline.result import ExportResult
-from attndeploy.pipeline.stages.engine import engine
+from attndeploy.pipeline.run import Log, Run
+from attndeploy.pipeline.stages.engine import engine as engine_stage
 from attndeploy.pipeline.stages.evidence import evidence
 from attndeploy.pipeline.stages.export import ExportFailed
 from attndeploy.pipeline.stages.export import export as export_stage
 from attndeploy.pipeline.stages.lint import lint
-from attndeploy.pipeline.stages.parity import failed as parity_failed
-from attndeploy.pipeline.stages.parity import localise_failure, parity
+from attndeploy.pipeline.stages.localise import localise
 from attndeploy.pipeline.stages.precision import precision
-from attndeploy.pipeline.stages.precision import wanted as precision_wanted
 from attndeploy.pipeline.stages.prepare import prepare
-from attndeploy.pipeline.stages.reroute import reroute
-from attndeploy.pipeline.stages.reroute import wanted as reroute_wanted
-from attndeploy.pipeline.stages.simplify import simplify
-from attndeploy.pipeline.stages.task import task
 from attndeploy.pipeline.stages.write import write
-from attndeploy.pipeline.state import Log, PipelineState
 from attndeploy.settings import ExportSettings
 
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: Callable[[PipelineState], None]
-    wanted: Callable[[PipelineState], bool] = lambda state: True
+STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "engine")
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("prepare", prepare),
-    Stage("evidence", evidence),
-    Stage("lint", lint),
-    Stage("export", export_stage),
-    Stage("simplify", simplify),
-    Stage("parity", parity),
-    Stage("reroute", reroute, reroute_wanted),
-    Stage("localise", localise_failure, parity_failed),
-    Stage("precision", precision, precision_wanted),
-    Stage("task", task, lambda s: s.adapter is not None and s.adapter.task_check is not None),
-    Stage("write", write),
-    Stage("engine", engine, lambda s: s.settings.engine is not None and graph_passed(s, s.final)),
-)
+def lint_findings(settings: ExportSettings, log: Log | None = None) -> tuple[str, list[TorchFinding]]:
+    """(the model's name, its lint findings): the pipeline up to and including its lint stage, as `export` runs it."""
+    run = Run(settings, log or (lambda _msg: None))
+    with run.stage("prepare"):
+        model = prepare(run)
+    with run.stage("evidence"):
+        truth = evidence(run, model)
+    with run.stage("lint"):
+        return run.name, lint(run, model, truth)
 
 
 def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResult:
-    """Run every wanted stage of `STAGES` on `settings`; `log` gets progress lines."""
-    state = PipelineState(settings, log or (lambda _msg: None))
-    for stage in STAGES:
-        if not stage.wanted(state):
-            continue
-        start = time.perf_counter()
-        try:
-            stage.run(state)
-        except (UsageError, CheckFailed):
-            raise
-        except Exception as err:  # a raw error from torch, onnx or onnxruntime: one line naming the stage
-            where = f" on {state.name}" if state.name else ""
-            raise CheckFailed(f"the {stage.name} stage failed{where}: {first_line(err, with_type=True)}") from err
-        finally:
-            state.seconds[stage.name] = state.seconds.get(stage.name, 0.0) + time.perf_counter() - start
-    result = build_result(state)
-    report = settings.report_path(state.name)
-    if report is not None:
-        write_json_atomic(report, result.to_dict())
+    """Run every wanted stage on `settings`; `log` gets progress lines."""
+    run = Run(settings, log or (lambda _msg: None))
+    with run.stage("prepare"):
+        model = prepare(run)
+    with run.stage("evidence"):
+        truth = evidence(run, model)
+    with run.stage("lint"):
+        findings = lint(run, model, truth)
+    exported = export_stage(run, model, truth)
+    fp32 = exported.judged
+    graphs: list[Judged] = [fp32]
+    localisation = None
+    if not fp32.passed:
+        with run.stage("localise"):
+            localisation = localise(run, model, truth, fp32)
+    elif settings.precision != "fp32":
+        with run.stage("precision"):
+            graphs.append(precision(run, model, truth, fp32))
+    with run.stage("write"):
+        write(model, graphs)
+    report = None
+    if settings.engine is not None and graphs[-1].passed:
+        with run.stage("engine"):
+            report = engine_stage(run, model, truth, graphs[-1])
+    result = build_result(run, model, truth, exported, graphs, findings, localisation, report)
+    path = settings.report_path(run.name)
+    if path is not None:
+        write_json_atomic(path, result.to_dict())
     return result
 
 
 def export(model_or_name: nn.Module | str, example_input: Any = None, out_path: str | Path | None = None, *,
            log: Log | None = None, **options: Any) -> ExportResult:
-    """Export `model_or_name` to ONNX and check the file against eager PyTorch.
+    """Export `model_or_name` to ONNX and judge the file against eager PyTorch.
 
     `model_or_name`: an `nn.Module` (never changed: the run works on a private copy), a
     registry name (a fresh reference module with random non-zero weights from `seed`),
@@ -106,12 +98,12 @@ def export(model_or_name: nn.Module | str, example_input: Any = None, out_path: 
 
     Reference modules are swapped for their deploy twins before export, the model is linted
     for export hazards, hazardous calls are routed to exact export-friendly forms while
-    exporting, and parity compares the written graph in onnxruntime with the *original*
-    model's eager outputs on fresh inputs at the example shape and, if dynamic, at a sweep of
-    other shapes. A failed parity returns a result with `parity.passed == False` and the
-    model written as `<name>.rejected.onnx`.
+    exporting, and the written graph is judged in onnxruntime against the original model's
+    eager fp32 and float64 outputs on fresh inputs at the example shape and, if dynamic, at
+    a sweep of other shapes inside the model's shape rule. A failed verdict returns a result
+    with `passed == False` and the model written as `<name>.rejected.onnx`.
     """
     return run_pipeline(ExportSettings.create(model_or_name, example_input, out_path, **options), log)
 
 
-__all__ = ["STAGES", "ExportFailed", "ExportResult", "ExportSettings", "Stage", "export", "run_pipeline"]
+__all__ = ["STAGES", "ExportFailed", "ExportResult", "ExportSettings", "export", "lint_findings", "run_pipeline"]

@@ -1,35 +1,48 @@
-"""The `ExportResult` of a run, read from its state."""
+"""The `ExportResult` of a run, from what its stages returned."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from attndeploy.exporting.verify import node_counts
-from attndeploy.pipeline.paths import written_path
+from attndeploy.lint.torch_lint import TorchFinding
+from attndeploy.localise import Localisation
+from attndeploy.pipeline.candidate import Judged
+from attndeploy.pipeline.model import PreparedModel
 from attndeploy.pipeline.result import ExportResult
-from attndeploy.pipeline.state import PipelineState
+from attndeploy.pipeline.run import Run
+from attndeploy.pipeline.stages.export import Exported
+from attndeploy.truth.truth import Truth
 
 
-def _evidence(state: PipelineState) -> dict[str, Any]:
-    rule = state.rule
+def _evidence(model: PreparedModel, truth: Truth, judged: Judged) -> dict[str, Any]:
+    rule = truth.rule
+    verdict = next(iter(judged.verdicts.values()))
     return {"shape_rule": rule.describe() if rule else None,
-            "dynamic_axes": list(state.dynamic_axes),
-            "inputs": state.inputs.to_dict() if state.inputs else None,
-            "noise": state.noise.summary() if state.noise else None}
+            "dynamic_axes": list(judged.candidate.input_axes),
+            "inputs": model.inputs.to_dict(),
+            "reference": truth.reference,
+            "truth_shapes": [p.label for p in truth.probes],
+            "truth_bytes": truth.nbytes,
+            "noise": verdict.noise}
 
 
-def build_result(state: PipelineState) -> ExportResult:
-    final = state.final
-    primary = state.parity[f"{final.precision}/{state.settings.backends[0]}"]
-    findings = [f for f in state.findings if f.rewrite is None]
+def build_result(run: Run, model: PreparedModel, truth: Truth, exported: Exported, graphs: list[Judged],
+                 findings: list[TorchFinding], localisation: Localisation | None, engine: Any) -> ExportResult:
+    fp32, final = graphs[0], graphs[-1]
+    record = exported.record
+    primary = final.verdicts[(final.candidate.precision, run.settings.backends[0])]
+    verdicts = {k: v for judged in graphs for k, v in judged.verdicts.items()}
+    tasks = {j.candidate.precision: j.task for j in graphs if j.task is not None}
+    own = [f for f in findings if f.rewrite is None]
     return ExportResult(
-        name=state.name, onnx_path=written_path(state, final), opset=state.settings.opset, exporter=state.exporter,
-        dynamic=bool(state.dynamic_axes), input_shape=state.shape, parity=primary, swaps=state.swaps,
-        simplify=state.simplify, node_counts=node_counts(state.fp32.proto),
-        warnings=state.warnings + [f"lint: {f.message()}" for f in findings], seed=state.settings.seed,
-        seconds={k: round(v, 3) for k, v in state.seconds.items()},
-        rewrites=state.rewrites.to_dict() if state.rewrites else {}, lint=[f.to_dict() for f in state.findings],
-        parities=dict(state.parity), files={g.precision: str(written_path(state, g)) for g in state.graphs},
-        precision=final.precision, engine=state.engine, notes=list(state.notes),
-        tasks=dict(state.tasks), evidence=_evidence(state), route=state.route,
-        localisation=state.localisation)
+        name=run.name, onnx_path=final.written, opset=run.settings.opset,
+        exporter=fp32.candidate.exporter, dynamic=bool(fp32.candidate.input_axes),
+        input_shape=model.shape, parity=primary, swaps=model.swaps, simplify=record.simplify,
+        node_counts=node_counts(fp32.candidate.proto), warnings=record.warnings + [f"lint: {f.message()}" for f in own],
+        seed=run.settings.seed, seconds={k: round(v, 3) for k, v in run.seconds.items()},
+        rewrites=record.rewrites.to_dict(), lint=[f.to_dict() for f in findings], parities=verdicts,
+        files={j.candidate.precision: str(j.written) for j in graphs}, precision=final.candidate.precision,
+        engine=engine, notes=list(run.notes), tasks=tasks, evidence=_evidence(model, truth, fp32),
+        route=fp32.candidate.route, localisation=localisation,
+        passed=all(j.passed for j in graphs) and (engine is None or engine.passed), truth=truth.data())

@@ -1,4 +1,4 @@
-"""What an export hands back: the file, the swaps, the graph's size, and the parity evidence."""
+"""What an export hands back: the file, the swaps, the graph's size, and the verdicts against the truth."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 
 from attndeploy.convert import Swap
 from attndeploy.exporting.simplify import SimplifyReport
-from attndeploy.parity.compare import ParityReport
+from attndeploy.verdict import Key, TruthData, Verdict, key_label
 
 
 @dataclass
 class ExportResult:
-    """`onnx_path` is the final model (the reduced-precision one when asked for); when a check failed it is
-    the `.rejected.onnx` file. `parity` is the final graph on the first backend; `parities` holds every
-    graph on every backend (`"<precision>/<backend>"`)."""
+    """`onnx_path` is the final model (the reduced-precision one when asked for); when a check failed it is the
+    `.rejected.onnx` file. `parity` is the final graph's verdict on the first backend; `parities` holds every
+    graph's on every backend, keyed by (precision, backend)."""
 
     name: str
     onnx_path: Path
@@ -23,7 +23,7 @@ class ExportResult:
     exporter: str
     dynamic: bool
     input_shape: tuple[int, ...]
-    parity: ParityReport
+    parity: Verdict
     swaps: list[Swap] = field(default_factory=list)
     simplify: SimplifyReport | None = None
     node_counts: dict[str, int] = field(default_factory=dict)
@@ -32,20 +32,18 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)
     rewrites: dict = field(default_factory=dict)
     lint: list[dict] = field(default_factory=list)
-    parities: dict[str, ParityReport] = field(default_factory=dict)
+    parities: dict[Key, Verdict] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)       # precision -> written path
     precision: str = "fp32"
     engine: Any = None                                         # tensorrt.deploy.EngineReport
     notes: list[str] = field(default_factory=list)
     tasks: dict[str, Any] = field(default_factory=dict)       # precision -> adapters.base.TaskCheck
-    evidence: dict[str, Any] = field(default_factory=dict)    # shape rule, parity inputs, fp32 noise
-    route: str = ""                                           # e.g. "dynamo", "torchscript-17+version-converter-18"
-    localisation: Any = None                                  # attndeploy.localise.Localisation, where parity failed
-
-    @property
-    def passed(self) -> bool:
-        return (all(p.passed for p in self.parities.values()) and all(t.passed for t in self.tasks.values())
-                and (self.engine is None or self.engine.passed))
+    evidence: dict[str, Any] = field(default_factory=dict)    # shape rule, parity inputs, the truth's reference
+    route: str = ""                                           # e.g. "dynamo-18", "torchscript-17+version-converter-18"
+    localisation: Any = None                                  # attndeploy.localise.Localisation, where a verdict failed
+    bundle: dict[str, Any] = field(default_factory=dict)      # what the device bundle holds (files and sizes)
+    passed: bool = False                                      # every candidate's verdicts and task check, the engine
+    truth: TruthData | None = None                            # the probes every verdict was judged on (not in to_dict)
 
     def to_dict(self) -> dict:
         return {
@@ -61,7 +59,7 @@ class ExportResult:
             "precision": self.precision,
             "passed": self.passed,
             "parity": self.parity.to_dict(),
-            "parities": {k: v.to_dict() for k, v in self.parities.items()},
+            "parities": {key_label(k): v.to_dict() for k, v in self.parities.items()},
             "files": self.files,
             "swaps": [vars(s) for s in self.swaps],
             "simplify": vars(self.simplify) if self.simplify else None,
@@ -73,5 +71,6 @@ class ExportResult:
             "seconds": self.seconds,
             "rewrites": self.rewrites,
             "lint": self.lint,
+            "bundle": self.bundle,
             **({"engine": self.engine.to_dict()} if self.engine is not None else {}),
         }

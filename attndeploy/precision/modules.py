@@ -1,7 +1,7 @@
 """Per-module error of a reduced-precision graph, and the worst module, by PyTorch module path.
 
-The eager model runs once with forward hooks on every module (`attndeploy.localise`); the
-graph runs once with every module's boundary tensors exposed (node scopes mapped to
+Eager's module outputs come from the truth (`Truth.module_runs`: one run with forward hooks
+on every module); the graph runs once with every module's boundary tensors exposed (node scopes mapped to
 module paths for both exporters). For each module output: cosine, SQNR, max abs and the
 99th-percentile relative error against eager, and, where the module's output has its
 input's shape, the same for its *change* (output - input): a residual block's output is
@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-import torch
 from torch import nn
 
 from attndeploy.localise.graph import index_graph, run_exposed
 from attndeploy.localise.match import event_names
-from attndeploy.module_events import Event, record_events
+from attndeploy.module_events import EagerRun, Event
 from attndeploy.modulepath import class_site
-from attndeploy.precision.metrics import ErrorStats, error_stats, sqnr_floor
+from attndeploy.verdict.metrics import ErrorStats, error_stats, sqnr_floor
 from attndeploy.precision.policy import ROOT_LABEL
 
 
@@ -77,14 +76,12 @@ def _describe(path: str, module: nn.Module | None, out: ErrorStats, change: Erro
             "own_sqnr_db": own.sqnr_db if own.finite else -math.inf}
 
 
-def module_errors(truth: nn.Module, graph: onnx.ModelProto, x: np.ndarray, input_name: str
-                  ) -> list[dict[str, Any]]:
+def module_errors(run: EagerRun, graph: onnx.ModelProto, x: np.ndarray, input_name: str) -> list[dict[str, Any]]:
     """One record per module call the graph's tensors could be matched to, in execution order.
 
-    `truth`: the eager fp32 model; `graph`: the reduced-precision graph onnxruntime runs
-    (for fp16 its strict-fp16 form); `x`: the input (N, C, H, W) float32.
+    `run`: the eager fp32 model's module events on `x`; `graph`: the reduced-precision graph
+    onnxruntime runs (for fp16 its strict-fp16 form); `x`: the input (N, C, H, W) float32.
     """
-    run = record_events(truth, torch.from_numpy(np.ascontiguousarray(x, np.float32)))
     index = index_graph(graph, run.modules, run.calls)
     names = list(dict.fromkeys(n for e in run.events for n in event_names(e, index)))
     values = run_exposed(index, names, input_name, np.asarray(x, np.float32)).values

@@ -29,7 +29,7 @@ import onnx
 
 from attndeploy.defaults import FP16_MAX, FP16_MIN_COSINE
 from attndeploy.precision.fp16 import convert_onnx_to_fp16, name_nodes
-from attndeploy.precision.metrics import cosine_of, error_stats
+from attndeploy.verdict.metrics import cosine_of, error_stats
 from attndeploy.precision.plan import fp32_plan
 from attndeploy.precision.policy import scope_label
 from attndeploy.precision.strict import run_each, strict_fp16_model

@@ -10,8 +10,9 @@ them into at least two groups (a detector's `model.0` ... `model.22`, a zoo modu
 `query_conv`, `key_conv` ...; `<root>` for the exported module's own ops), at most
 `MAX_UNITS` (the rest stay together in their parent). Sensitivity: only that unit
 quantized, everything else float; ranked by the lowest output cosine, then SQNR (the
-error that unit alone brings). Exclusion: from the fully quantized graph, the most
-sensitive units are left float one by one until every output reaches `target` and
+error that unit alone brings), computed only when the fully quantized graph misses.
+Exclusion: from the fully quantized graph, the most sensitive units are left float one
+by one until every output reaches `target` and
 `accept(graph)` (the model family's task check: a detector's detections after NMS) passes,
 or `max_excluded` units are out. A cosine over every output can hide what the task reads
 (a few boxes whose class or score moved), hence the second test.
@@ -27,7 +28,7 @@ import numpy as np
 import onnx
 
 from attndeploy.precision.int8 import Quantizer
-from attndeploy.precision.metrics import error_stats
+from attndeploy.verdict.metrics import error_stats
 from attndeploy.precision.policy import ROOT_LABEL, scope_label
 from attndeploy.precision.strict import run_each
 
@@ -117,16 +118,8 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
     name = quantizer.input_name
     full = quantizer.quantize()
     full_cos, full_sqnr = _score(full, inputs, refs, name)
-    groups = units(quantizer.model, quantizer.candidates)
-    ranking = []
-    for module, nodes in groups.items():
-        cos, sqnr = _score(quantizer.quantize(only=nodes), inputs, refs, name)
-        ranking.append(ModuleSensitivity(module, len(nodes), cos, sqnr))
-    ranking.sort(key=lambda s: (-math.inf if math.isnan(s.cosine) else s.cosine, s.sqnr_db))
-    result = Int8Search(full, ranking, [], [f"all {len(quantizer.candidates)} candidate node(s) quantized: lowest "
-                                              f"cosine {full_cos:.6f}, SQNR {full_sqnr:.1f} dB"], full_cos, full_cos,
-                        target)
-    excluded: list[str] = []
+    result = Int8Search(full, [], [], [f"all {len(quantizer.candidates)} candidate node(s) quantized: lowest "
+                                       f"cosine {full_cos:.6f}, SQNR {full_sqnr:.1f} dB"], full_cos, full_cos, target)
     model, cos = full, full_cos
 
     def good_enough() -> bool:
@@ -140,15 +133,23 @@ def quantize_to_target(quantizer: Quantizer, inputs: Sequence[np.ndarray], refs:
             result.rounds.append(f"cosine target met, task check failed: {what}")
         return result.task_passed
 
+    if good_enough():  # the fully quantized graph passes: no ranking needed
+        return result
+    groups = units(quantizer.model, quantizer.candidates)
+    ranking = []
+    for module, nodes in groups.items():
+        unit_cos, unit_sqnr = _score(quantizer.quantize(only=nodes), inputs, refs, name)
+        ranking.append(ModuleSensitivity(module, len(nodes), unit_cos, unit_sqnr))
+    ranking.sort(key=lambda s: (-math.inf if math.isnan(s.cosine) else s.cosine, s.sqnr_db))
+    result.sensitivity = ranking
+    excluded: list[str] = []
     for unit in ranking[:max_excluded]:
-        if good_enough():
-            break
         excluded.append(unit.module)
         model = quantizer.quantize(exclude=[n for m in excluded for n in groups[m]])
         cos, sqnr = _score(model, inputs, refs, name)
         result.rounds.append(f"{unit.module} left float: lowest cosine {cos:.6f}, SQNR {sqnr:.1f} dB")
-    else:
-        good_enough()   # the handed-on graph after the last exclusion
+        if good_enough():
+            break
     result.model, result.cosine, result.excluded = model, cos, excluded
     return result
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import numpy as np
 
 from attndeploy.runtimes.feeds import IOSpec, validate_feeds
+
+_RunnerT = TypeVar("_RunnerT", bound="Runner")  # `typing.Self` is Python >= 3.11; the device runs 3.10
 
 
 class Runner(ABC):
@@ -40,7 +42,7 @@ class Runner(ABC):
     def _close(self) -> None:
         """Release what `_activate` loaded."""
 
-    def activate(self) -> Self:
+    def activate(self: _RunnerT) -> _RunnerT:
         self._activate()
         self._active = True
         return self
@@ -77,7 +79,7 @@ class Runner(ABC):
     def output_names(self) -> list[str]:
         return [s.name for s in self.specs if not s.is_input]
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _RunnerT) -> _RunnerT:
         return self.activate()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

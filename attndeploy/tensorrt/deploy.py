@@ -1,39 +1,29 @@
-"""The pipeline's engine stage: build the engine for an exported graph and check it against the eager truth.
+"""The pipeline's engine stage: build the engine for an exported graph and judge it against the eager truth.
 
-    >>> report = engine_for_export(Path("models/cbam/cbam.onnx"), EngineSettings(fp16=True), probes,
+    >>> report = engine_for_export(Path("models/cbam/cbam.onnx"), EngineSettings(), truth_data,
     ...                            rule=(spec.hw_multiple, spec.min_hw))
     >>> report.passed, report.build.engine_path, report.parity.max_abs_err
 
-`probes` are the export's parity inputs with the eager outputs on them (`parity.make_probes`);
-the first one's shape is the export's example: the profile's opt. Probes outside the
-profile (narrowed with `EngineSettings.min` / `max`) are skipped and listed. A graph that
-already carries its precision (a mixed fp16 graph, or Q/DQ int8: `<name>.fp16.onnx`,
-`<name>.int8.onnx`) builds in that precision (strongly typed where the TensorRT wants it);
-an fp32 graph builds fp32, or fp16 by our keep-fp32 policy when `EngineSettings.fp16`.
-Budgets (attndeploy.defaults): fp32 (TF32 off) atol 1e-4 / rtol 1e-3; fp16 atol 1e-2 /
-rtol 1e-2 plus cosine >= 0.999; int8 cosine >= 0.99, every value finite.
+`truth` holds the export's probes (inputs with eager fp32 and float64 outputs,
+`attndeploy.verdict.TruthData`); the first one's shape is the export's example: the
+profile's opt. Probes outside the profile (narrowed with `EngineSettings.min` / `max`) are
+skipped and listed. A graph that already carries its precision (a mixed fp16 graph, or Q/DQ
+int8: `<name>.fp16.onnx`, `<name>.int8.onnx`) builds in that precision (strongly typed
+where the TensorRT wants it); an fp32 graph builds fp32 (TF32 off). The engine is judged
+by the same judge and budget as its graph in onnxruntime (`engine_budget`): fp32 by the
+float64-anchored rule, fp16 and int8 by their cosine floors, every value finite.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from attndeploy.defaults import (
-    TRT_FP16_MIN_COSINE,
-    TRT_FP16_TOL,
-    TRT_FP32_TOL,
-    TRT_INT8_MIN_COSINE,
-    Tolerance,
-)
 from attndeploy.errors import require
-from attndeploy.parity.check import Probe, compare_probes
-from attndeploy.parity.compare import ParityReport
 from attndeploy.precision.plan import graph_precision
 from attndeploy.settings import EngineSettings
 from attndeploy.shapes import format_shape
@@ -42,29 +32,28 @@ from attndeploy.tensorrt.builder import BuildResult, build_engine, engine_path_f
 from attndeploy.tensorrt.options import BuildOptions
 from attndeploy.tensorrt.profiles import Profile, ShapeRule, derive_profile, read_onnx
 from attndeploy.tensorrt.runner import TensorRTRunner
+from attndeploy.verdict import Budget, TruthData, Verdict, judge
+from attndeploy.verdict.budget import reduced_budget
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class EngineReport:
-    """The build, its optimization profile, and parity vs eager (plus the cosine floor of reduced precision)."""
+    """The build, its optimization profile, and the verdict on the engine against the truth."""
 
     build: BuildResult
     profile: Profile
-    parity: ParityReport
-    min_cosine: float | None = None
+    parity: Verdict
     skipped_shapes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        cosine_ok = self.min_cosine is None or self.parity.min_cosine >= self.min_cosine
-        return bool(self.parity.shapes) and self.parity.passed and cosine_ok
+        return bool(self.parity.shapes) and self.parity.passed
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, **self.build.to_dict(), "profile": self.profile.to_dict(),
-                "parity": self.parity.to_dict(), "min_cosine": self.min_cosine,
-                "skipped_shapes": self.skipped_shapes}
+                "parity": self.parity.to_dict(), "skipped_shapes": self.skipped_shapes}
 
 
 def engine_options(engine: EngineSettings, model: onnx.ModelProto) -> BuildOptions:
@@ -75,24 +64,22 @@ def engine_options(engine: EngineSettings, model: onnx.ModelProto) -> BuildOptio
                         timing_cache=engine.timing_cache, plugins=engine.plugins)
 
 
-def parity_budget(precision: str) -> tuple[Tolerance, float | None]:
-    """(elementwise tolerance, cosine floor or None) for an engine of `precision` against eager fp32."""
-    if precision == "int8":  # per-element bounds mean little after quantization: the cosine floor decides
-        return Tolerance(math.inf, math.inf), TRT_INT8_MIN_COSINE
-    if precision == "fp16":
-        return TRT_FP16_TOL, TRT_FP16_MIN_COSINE
-    return TRT_FP32_TOL, None
+def engine_budget(precision: str) -> Budget:
+    """The budget an engine of `precision` is judged by: its graph's in onnxruntime (one judge, one rule)."""
+    return Budget.float64() if precision == "fp32" else reduced_budget(precision)
 
 
-def engine_for_export(onnx_path: Path, engine: EngineSettings, probes: Sequence[Probe],
+def engine_for_export(onnx_path: Path, engine: EngineSettings, truth: TruthData,
                       rule: ShapeRule | None = None, log: Log | None = None) -> EngineReport:
-    """Build (or reuse) `<stem>.<precision>.engine` beside `onnx_path` and compare it with `probes`.
+    """Build (or reuse) `<stem>.<precision>.engine` beside `onnx_path` and judge it on `truth`'s probes.
 
     `rule` = (hw_multiple, min_hw) of the module's spatial sizes (profile minima). Raises
     `UsageError` (no TensorRT or GPU, bad settings) and `EngineBuildFailed`.
     """
     require_tensorrt()  # before any work: a missing TensorRT is the first thing to know
-    require(bool(probes), "the engine check needs parity probes", "at least one Probe (the export's example)", "none")
+    probes = truth.probes
+    require(bool(probes), "the engine check needs the truth's probes", "at least one probe (the export's example)",
+            "none")
     onnx_path = Path(onnx_path)
     _, model = read_onnx(onnx_path)
     hw_multiple, min_hw = rule or (1, 1)
@@ -104,8 +91,7 @@ def engine_for_export(onnx_path: Path, engine: EngineSettings, probes: Sequence[
     bounds = profile.inputs[0]
     inside = [p for p in probes if bounds.contains(p.shape)]
     skipped = [format_shape(p.shape) for p in probes if not bounds.contains(p.shape)]
-    tol, min_cosine = parity_budget(options.precision)
     with TensorRTRunner(build.engine_path) as runner:
-        parity = compare_probes(inside, lambda x: list(runner.infer({bounds.name: x}).values()),
-                                runner.output_names, tol, f"tensorrt-{options.precision}")
-    return EngineReport(build, profile, parity, min_cosine, skipped)
+        verdict = judge(inside, lambda x: list(runner.infer({bounds.name: x}).values()), runner.output_names,
+                        engine_budget(options.precision), (options.precision, "tensorrt"), truth.reference)
+    return EngineReport(build, profile, verdict, skipped)

@@ -6,18 +6,19 @@ import torch
 
 from attndeploy.adapters import refine_findings
 from attndeploy.copying import private_copy
-from attndeploy.lint.torch_lint import lint_model
-from attndeploy.pipeline.state import PipelineState
+from attndeploy.lint.torch_lint import TorchFinding, lint_model
+from attndeploy.pipeline.model import PreparedModel
+from attndeploy.pipeline.run import Run
+from attndeploy.truth.truth import Truth
 from attndeploy.usercode import calling_user_code
 
 
-def lint(state: PipelineState) -> None:
-    assert state.deploy is not None and state.example is not None
-    assert state.eager is not None
-    with calling_user_code(f"{state.name}'s forward"):
-        # on a copy (a forward may keep state, as a detector head keeps the last input's anchors) at the
-        # cheapest input the model is known to take: the lint runs it, and a trace, once more
-        state.findings = lint_model(private_copy(state.deploy), torch.from_numpy(state.eager.smallest().x.copy()))
-    state.findings = refine_findings(state.deploy, state.findings)
-    for finding in state.findings:
-        state.log(f"lint: {finding.message()}")
+def lint(run: Run, model: PreparedModel, truth: Truth) -> list[TorchFinding]:
+    """Runs a copy of the deploy model (a forward may keep state, as a detector head keeps the last input's anchors)
+    and a trace of it once more, at the cheapest input the model is known to take."""
+    with calling_user_code(f"{run.name}'s forward"):
+        findings = lint_model(private_copy(model.deploy), torch.from_numpy(truth.smallest().x.copy()))
+    findings = refine_findings(model.deploy, findings)
+    for finding in findings:
+        run.log(f"lint: {finding.message()}")
+    return findings

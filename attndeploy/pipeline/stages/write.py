@@ -1,4 +1,4 @@
-"""Stage `write`: each graph to its file (`.rejected.onnx` when a check failed), atomically, with its metadata.
+"""Stage `write`: each candidate to its file (`.rejected.onnx` when a check failed), atomically, with its metadata.
 
 The counterpart left by an earlier run (the rejected file of a graph that now passes, or
 the reverse) is removed.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import onnx
 
 from attndeploy.fileio import write_bytes_atomic
-from attndeploy.pipeline.paths import rejected_path, written_path
-from attndeploy.pipeline.state import PipelineState
+from attndeploy.pipeline.candidate import Judged, rejected_path
+from attndeploy.pipeline.model import PreparedModel
 
 
 def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -23,10 +23,9 @@ def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Mod
     return tagged
 
 
-def write(state: PipelineState) -> None:
-    metadata = state.adapter.metadata if state.adapter else {}
-    for graph in state.graphs:
-        final = written_path(state, graph)
-        stale = rejected_path(graph.path) if final == graph.path else graph.path
+def write(model: PreparedModel, graphs: list[Judged]) -> None:
+    for judged in graphs:
+        final, path = judged.written, judged.candidate.path
+        stale = rejected_path(path) if final == path else path
         stale.unlink(missing_ok=True)
-        write_bytes_atomic(final, _with_metadata(graph.proto, metadata).SerializeToString())
+        write_bytes_atomic(final, _with_metadata(judged.candidate.proto, model.family.metadata).SerializeToString())

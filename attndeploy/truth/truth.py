@@ -1,0 +1,97 @@
+"""`Truth`: the probes, the shape rule and the task inputs of one export, each computed once by `EagerModel`.
+
+    truth.probes                      # TruthProbe per parity shape (the example first): x, eager fp32, float64
+    truth.probe((2, 3, 480, 320))     # another shape inside the rule, run once and kept
+    truth.data(truth.probes)          # a `TruthData` the judge (and the device bundle) reads
+    truth.module_runs(probe)          # every module's outputs in fp32 and float64 (localisation), for one probe
+
+Where the model cannot run in float64 the reference is a stand-in: eager fp32 at one thread
+with every input element moved by one ulp (another fp32 implementation of the same math,
+on an input as close as fp32 allows). The report names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attndeploy.module_events import EagerRun
+from attndeploy.parity.shape_rules import ShapeRule
+from attndeploy.shapes import Shape
+from attndeploy.truth.eager import EagerModel
+from attndeploy.verdict.truth import TruthData, TruthProbe
+
+STAND_IN = "fp32 at one thread on the input moved by one ulp (a stand-in: the model does not run in float64)"
+
+
+@dataclass
+class TaskTruth:
+    """The family's task inputs (K, C, H, W) float32 (a detector's letterboxed images) and eager's outputs on them."""
+
+    inputs: np.ndarray
+    eager: list[np.ndarray]
+    eager64: list[np.ndarray] | None = None   # the float64 copy's outputs there (None: it cannot run in float64)
+
+
+class Truth:
+    """See the module docstring. `output_names`: the graph's names for the flattened eager outputs, in order."""
+
+    def __init__(self, eager: EagerModel, input_name: str, output_names: list[str]) -> None:
+        self.eager = eager
+        self.input_name, self.output_names = input_name, list(output_names)
+        self.rule: ShapeRule | None = None
+        self.dynamic_axes: list[int] = []
+        self.probes: list[TruthProbe] = []      # the parity probes, the example first
+        self.task: TaskTruth | None = None
+        self.notes: list[str] = []
+        self._made: dict[Shape, TruthProbe] = {}
+        self._modules: tuple[Shape, EagerRun, EagerRun | None] | None = None
+
+    @property
+    def reference(self) -> str:
+        return STAND_IN if self.eager.failed64 else "float64"
+
+    def _named(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, outputs.values()))
+
+    def probe(self, shape: Shape) -> TruthProbe:
+        """The truth at `shape` (`EagerFailed` where the model raises there), made once."""
+        shape = tuple(shape)
+        if shape not in self._made:
+            x = self.eager.input_at(shape)
+            eager = self._named(self.eager.fp32_at(shape))
+            reference = self.eager.float64(x)
+            if reference is None:
+                reference = {k: v.astype(np.float64) for k, v in self.eager.one_thread(x, nudge=True).items()}
+            self._made[shape] = TruthProbe(shape, x, eager, self._named(reference))
+        return self._made[shape]
+
+    @property
+    def example(self) -> TruthProbe:
+        return self.probes[0]
+
+    def smallest(self) -> TruthProbe:
+        """The cheapest probe made so far."""
+        return min(self._made.values(), key=lambda p: p.x.size)
+
+    def data(self, probes: list[TruthProbe] | None = None) -> TruthData:
+        """The judge's view of `probes` (default: the parity probes)."""
+        note = self.eager.failed64
+        return TruthData(self.reference, note, self.input_name, self.output_names,
+                         list(self.probes if probes is None else probes))
+
+    def module_runs(self, probe: TruthProbe) -> tuple[EagerRun, EagerRun | None]:
+        """(fp32 events, float64 events or None) of every module on `probe`'s input; kept for the last probe asked."""
+        if self._modules is None or self._modules[0] != probe.shape:
+            double = None if self.eager.failed64 else self.eager.events(probe.x, double=True)
+            self._modules = (probe.shape, self.eager.events(probe.x), double)
+        return self._modules[1], self._modules[2]
+
+    @property
+    def nbytes(self) -> int:
+        task = self.task.inputs.nbytes + sum(a.nbytes for a in self.task.eager) if self.task else 0
+        return sum(p.nbytes for p in self._made.values()) + task
+
+
+__all__ = ["STAND_IN", "TaskTruth", "Truth"]

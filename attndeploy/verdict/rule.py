@@ -1,0 +1,113 @@
+"""The fp32 rule, anchored on the float64 truth: a graph is as far from float64 as eager fp32 is, give or take.
+
+Two fp32 implementations of the same math are each about as far from the float64 result as
+the other. Per output channel `c` (axis 1; an output of rank < 2 is one channel), at one probe:
+
+    G_c = max |graph - float64|        the candidate's own distance to the truth
+    E_c = max |eager32 - float64|      eager fp32's distance (its rounding, at this input)
+    S_c = max |float64|                the channel's scale
+
+    basis_c = max(E_c, POOL(E), SCALE_ULPS * eps32 * S_c, ABSOLUTE_ULPS * eps32 * min(1, S))
+    the channel passes when G_c <= FACTOR * basis_c (every element of it), and nothing is NaN/Inf.
+
+`POOL(E)`: the `POOL_QUANTILE` of E over the output's live channels (S_c > 0): one channel's
+eager error is one sample of the rounding (a class logit is one number per image; eager can
+be exact by chance where the graph is not), so a channel's basis is at least the typical
+channel's. The scale floor stands in for eager errors of exactly zero (a channel eager
+computes exactly). `S` in the absolute floor is the output's largest |value|: activations
+onnxruntime approximates (its Sigmoid is off by up to ~1.3e-7 absolute on scores of 1e-5)
+err relative to the function's unit range, not the value, so an output whose values reach 1
+holds every channel to at least ABSOLUTE_ULPS ulps of 1 (and a smaller output to as many
+ulps of its own scale).
+
+A planted error of relative size d in channel c is caught when d * S_c > FACTOR * basis_c;
+`attndeploy.detection_power` measures the smallest such d per model.
+
+Where eager fp32 is itself far from float64 (E_c > ILL_CONDITIONED * S_c: a saturated
+softmax, an ill-conditioned BatchNorm chain) the input is ill-conditioned: the report says
+so, and the rule above still judges against float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS32 = float(np.finfo(np.float32).eps)  # 2**-23
+FACTOR = 32.0
+SCALE_ULPS = 4.0
+ABSOLUTE_ULPS = 2.0
+POOL_QUANTILE = 0.5
+POOL_BELOW = 64
+ILL_CONDITIONED = 1e-3
+
+
+def by_channel(values: np.ndarray) -> np.ndarray:
+    """`values` as (channels, elements) float64: axis 1 first; rank < 2 is one channel."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim < 2:
+        return array.reshape(1, -1)
+    return np.moveaxis(array, 1, 0).reshape(array.shape[1], -1)
+
+
+def channel_max(values: np.ndarray) -> np.ndarray:
+    """The largest finite |value| per channel (axis 1); non-finite values count as 0."""
+    magnitude = np.abs(by_channel(values))
+    magnitude[~np.isfinite(magnitude)] = 0.0
+    return magnitude.max(axis=1, initial=0.0)
+
+
+@dataclass
+class Distances:
+    """Per channel at one probe: the candidate's distance to float64 (`graph`), eager fp32's (`eager`), the
+    channel's scale, and the limit the rule sets (`FACTOR * basis`)."""
+
+    graph: np.ndarray
+    eager: np.ndarray
+    scale: np.ndarray
+    basis: np.ndarray
+    factor: float
+
+    @property
+    def limit(self) -> np.ndarray:
+        return self.factor * self.basis
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """G_c / basis_c per channel (the rule passes a channel at <= factor)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.basis > 0, self.graph / np.maximum(self.basis, 1e-300),
+                            np.where(self.graph > 0, np.inf, 0.0))
+
+    def ill_conditioned(self) -> bool:
+        """Eager fp32 is itself far from float64 in some channel."""
+        return bool(np.any(self.eager > ILL_CONDITIONED * self.scale))
+
+
+def basis(eager: np.ndarray, scale: np.ndarray, elements: int = 1) -> np.ndarray:
+    """Per channel: max(E_c, POOL(E), SCALE_ULPS eps32 S_c, ABSOLUTE_ULPS eps32 min(1, max S)) (see the module
+    docstring)."""
+    live = scale > 0
+    few = elements < POOL_BELOW
+    pooled = float(np.quantile(eager[live], POOL_QUANTILE, method="lower")) if few and live.sum() > 1 else 0.0
+    unit = min(1.0, float(scale.max(initial=0.0)))
+    floor = np.maximum(SCALE_ULPS * EPS32 * scale, ABSOLUTE_ULPS * EPS32 * unit)
+    return np.maximum(np.maximum(eager, pooled), floor)
+
+
+def distances(reference: np.ndarray, eager: np.ndarray, got: np.ndarray, factor: float = FACTOR) -> Distances:
+    """The rule's quantities for one output at one probe; `reference` float64, `eager` and `got` of its shape."""
+    ref = by_channel(reference)
+    with np.errstate(invalid="ignore", over="ignore"):
+        g = np.abs(by_channel(got) - ref)
+        e = np.abs(by_channel(eager) - ref)
+    g[~np.isfinite(g)] = np.inf
+    e[~np.isfinite(e)] = 0.0  # a non-finite eager value is reported on its own, not as noise
+    scale = channel_max(reference)
+    eager_max = e.max(axis=1, initial=0.0)
+    return Distances(g.max(axis=1, initial=0.0), eager_max, scale, basis(eager_max, scale, ref.shape[1]), factor)
+
+
+__all__ = ["ABSOLUTE_ULPS", "EPS32", "FACTOR", "ILL_CONDITIONED", "POOL_QUANTILE", "SCALE_ULPS", "Distances",
+           "basis", "by_channel", "channel_max", "distances"]
