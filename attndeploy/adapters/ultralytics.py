@@ -169,8 +169,9 @@ def outputs_of(net: Any, post: PostProcess) -> tuple[list[str], dict[str, tuple[
         return ["output0"], {"output0": (0, 2, 3)}, "(batch, C, H, W)"
     extra = extra_channels(last)
     what = f"4 box + {nc} class scores" + (f" + {extra} task values" if extra else "")
+    raw_axes: dict[str, tuple[int, ...]] = {"output0": (0, 2)}
     axes, desc = output_layout(post, net.task, nc, extra) if post.rows \
-        else ({"output0": (0, 2)}, f"(batch, {4 + nc + extra} = {what}, anchors)")
+        else (raw_axes, f"(batch, {4 + nc + extra} = {what}, anchors)")
     names = ["output0"]
     if isinstance(last, H.Segment):
         names.append("output1")

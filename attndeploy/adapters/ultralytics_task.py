@@ -103,9 +103,9 @@ class DetectionCheck(ImageCheck):
 
     name = "detections"
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, postprocess: dict[str, Any] | None = None) -> None:
         super().__init__(layout.imgsz)
-        self.layout = layout
+        self.layout, self.postprocess = layout, dict(postprocess or {})
 
     def _differ(self, dets_a: list[Dets], dets_b: list[Dets]) -> tuple[str | None, float]:
         """(the first image's difference under the fp32 rule, or None; the smallest matched IoU)."""
@@ -126,9 +126,10 @@ class DetectionCheck(ImageCheck):
                 eager64: Sequence[np.ndarray] | None = None) -> TaskCheck:
         layout = self.layout
         ref, got = (torch.from_numpy(np.asarray(side[0], dtype=np.float32)) for side in (eager, graph))
-        threshold = choose_threshold(ref, layout)
+        threshold = choose_threshold(ref, layout, strict=precision == "fp32")
         details: dict[str, Any] = {"images": list(IMAGES), "imgsz": list(self.imgsz),
-                                   "layout": "rows" if layout.rows else "raw", "conf": threshold.conf}
+                                   "layout": "rows" if layout.rows else "raw", "conf": threshold.conf,
+                                   **({"graph_postprocess": self.postprocess} if self.postprocess else {})}
         if threshold.conf is None:
             return self._undecidable(threshold.why, details)
         conf = threshold.conf
@@ -215,7 +216,8 @@ def task_checker(net: Any, task: str, imgsz: Sequence[int],
     ("detect", "segment", "pose", "obb", "classify"); None for others."""
     check: ImageCheck
     if task in ("detect", "segment", "pose", "obb"):
-        check = DetectionCheck(detection_layout(net, task, imgsz, post or PostProcess()))
+        post = post or PostProcess()
+        check = DetectionCheck(detection_layout(net, task, imgsz, post), post.to_dict())
     elif task == "classify":
         check = Top1Check(imgsz)
     else:

@@ -36,7 +36,10 @@ MIN_BOXES = 10
 MIN_CANDIDATES, MAX_CANDIDATES = 10, 200
 MARGIN = 1e-3     # no eager score this close (relative) to the default threshold
 MIN_GAP = 1e-3    # the narrowest relative gap a threshold may sit in (its half is ~100x the fp32 noise of a score)
-IOU_MARGIN, SCORE_MARGIN = 0.01, 1e-3   # NMS decisions closer than this could flip on fp32 noise
+# NMS decisions closer than this could flip on fp32 noise. Measured (eager fp32 against its float64 run on the
+# images, random-weight YOLOv8n+CBAM at 320 and 640, yolo11n at 640, yolo26n at 320): scores move by <= 3.5e-5
+# (relative), box corners by <= 1e-3 px, i.e. an IoU by ~2e-4 on a 10 px box: the margins are 10-30x that.
+IOU_MARGIN, SCORE_MARGIN = 3e-3, 1e-3
 TRIES = 30
 
 
@@ -113,8 +116,10 @@ def _default_misfit(output: torch.Tensor, layout: Layout, scores: torch.Tensor, 
     return f"{flips} NMS decision(s) at its edge" if flips else ""
 
 
-def choose_threshold(output: torch.Tensor, layout: Layout) -> Threshold:
-    """The threshold for eager's `output0` (B, ...) in `layout` (see the module docstring)."""
+def choose_threshold(output: torch.Tensor, layout: Layout, strict: bool = True) -> Threshold:
+    """The threshold for eager's `output0` (B, ...) in `layout` (see the module docstring); not `strict` (a
+    reduced-precision graph, judged by agreement rates): NMS decisions at the edge of the widest gap are counted,
+    not a reason to give up."""
     scores = candidate_scores(output, layout).double()
     floor, cut = _floor(output, layout)
     misfit = _default_misfit(output, layout, scores, floor)
@@ -142,6 +147,12 @@ def choose_threshold(output: torch.Tensor, layout: Layout) -> Threshold:
             above = int((scores > conf).sum())
             return Threshold(conf, f"conf {conf:.4g}: in a {float(relative[k]):.2g} relative gap between eager "
                                    f"scores, {above} candidate(s) above it (ultralytics' {PREDICT_CONF}: {misfit})")
+    if not strict:
+        k = ranked[0]
+        conf = float(upper[k] + lower[k]) / 2
+        flips = borderline_pairs(output, layout, conf)
+        return Threshold(conf, f"conf {conf:.4g}: in a {float(relative[k]):.2g} relative gap between eager scores, "
+                               f"{flips} pair(s) of boxes at the edge of an NMS decision", flips)
     return Threshold(None, f"each of the {len(ranked)} widest gaps between eager scores leaves pairs of overlapping "
                            f"boxes at the edge of an NMS decision (IoU within {IOU_MARGIN} of {layout.nms_iou}, or "
                            f"tied scores): which box NMS keeps is up to rounding", flips)

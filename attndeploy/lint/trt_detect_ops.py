@@ -78,8 +78,8 @@ def value_source(facts: GraphFacts, tensor: str, depth: int = 0) -> onnx.NodePro
 def upper_bound(facts: GraphFacts, tensor: str, depth: int = 0) -> float | None:
     """A bound on `tensor`'s largest value visible in the graph (a constant, or a Min / Clip with one), or None."""
     if tensor in facts.constants:
-        values = numpy_helper.to_array(facts.constants[tensor])
-        return float(values.max()) if values.size else None
+        array = numpy_helper.to_array(facts.constants[tensor])
+        return float(array.max()) if array.size else None
     node = facts.producers.get(tensor)
     if node is None or depth > 64:
         return None
@@ -91,8 +91,9 @@ def upper_bound(facts: GraphFacts, tensor: str, depth: int = 0) -> float | None:
     if node.op_type in PASS_BOUND and node.input:
         return upper_bound(facts, node.input[0], depth + 1)
     if node.op_type == "Concat":
-        bounds = [upper_bound(facts, i, depth + 1) for i in node.input]
-        return None if any(b is None for b in bounds) else max(b for b in bounds if b is not None)
+        known = [upper_bound(facts, i, depth + 1) for i in node.input]
+        values = [b for b in known if b is not None]
+        return max(values) if values and len(values) == len(known) else None
     return None
 
 
