@@ -90,6 +90,11 @@ def test_prepare_embeds_or_frees_or_refuses(built) -> None:
         with pytest.raises(ValueError, match="unrolled for batch 1"):
             embedded.model(torch.rand(2, 3, SMALL, SMALL))
     assert out.shape == (1, 50, 6)
+    v8 = built("yolov8n-cbam")
+    pair = adapter_for(v8).prepare(v8, _settings(v8, nms=True, imgsz=SMALL, batch=2))
+    assert pair.postprocess["batch"] == 2 and pair.task_batch == 2 and pair.example == (2, 3, SMALL, SMALL)
+    with torch.no_grad():
+        assert pair.model(torch.rand(2, 3, SMALL, SMALL)).shape == (2, 300, 6)
     y26 = built("yolo26n")
     free = adapter_for(y26).prepare(y26, _settings(y26, nms=False, imgsz=SMALL))
     assert free.postprocess["mode"] == "free" and free.metadata["end2end"] == "True" and free.task_batch is None

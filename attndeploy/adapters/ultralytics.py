@@ -23,6 +23,7 @@ class names back; and a detection-level check (`ultralytics_task`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,7 @@ class UltralyticsAdapter:
         notes.append(f"eval, float32, gradients off; fused {pairs} Conv+BatchNorm pair(s) (ultralytics' fuse)")
         stride = int(max(net.stride))
         batch, imgsz, size_notes = fit_imgsz(settings, stride)
+        post = replace(post, batch=batch) if post.batch is not None else post   # NMS in the graph: the example's N
         notes += size_notes
         notes += _set_heads(net, settings.dynamic, imgsz, post)
         split = _split_c2f(net)
