@@ -24,6 +24,7 @@ TENSORRT_BACKEND = "tensorrt"
 FILE_BACKENDS = (*ORT_PROVIDERS, TENSORRT_BACKEND)
 
 INPUT_NAME = "input"
+DEFAULT_IMGSZ = 640  # a detector's example H and W when --imgsz is not given (ultralytics' default)
 
 
 @dataclass(frozen=True)

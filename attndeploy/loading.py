@@ -32,29 +32,26 @@ import torch
 from torch import nn
 
 from attndeploy.errors import UsageError, first_line, require
+from attndeploy.source_kind import DEFAULT_FACTORY, SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
 
-DEFAULT_FACTORY = "build_model"
 STATE_DICT_KEYS = ("state_dict", "model")
 SHOW = 5  # keys listed per kind in a mismatch error
 
 FACTORY_RULE = "a model source is 'pkg.module:factory' or 'path/to/file.py:factory'"
 
 
-def _split(source: str) -> tuple[str, str]:
-    """``"a.b:f"`` -> (``"a.b"``, ``"f"``); a missing factory gives `DEFAULT_FACTORY`."""
+def _split(source: str) -> tuple[str, str, bool]:
+    """(module or file, factory, whether it is a file) by `attndeploy.source_kind.classify_source`'s rule;
+    ``"a.b"`` alone is a module whose factory is `DEFAULT_FACTORY`."""
     require(isinstance(source, str) and source.strip() != "", FACTORY_RULE, "e.g. 'mypkg.models:build'",
             repr(source))
-    head, sep, tail = source.rpartition(":")
-    if not sep or "/" in tail or "\\" in tail or tail.endswith(".py"):  # no factory (or a drive letter)
-        return source, DEFAULT_FACTORY
-    require(head != "" and tail != "", FACTORY_RULE, "a module or file before ':' and a name after it",
-            repr(source))
-    return head, tail
-
-
-def _is_path(location: str) -> bool:
-    return location.endswith(".py") or "/" in location or os.sep in location
+    found = classify_source(source)
+    if found.kind is SourceKind.REGISTRY:  # a module named without its factory
+        return source, DEFAULT_FACTORY, False
+    require(found.kind in (SourceKind.MODULE, SourceKind.FILE) and found.well_formed, FACTORY_RULE,
+            "a module or file before ':' and a Python name after it", repr(source))
+    return found.location, found.callable_name, found.kind is SourceKind.FILE
 
 
 def _load_file(location: str) -> Any:
@@ -105,13 +102,13 @@ def _import_module(location: str) -> Any:
 
 def resolve_factory(source: str) -> Callable[..., Any]:
     """The callable named by `source` (see the module docstring for the rules)."""
-    location, attr = _split(source)
-    module = _load_file(location) if _is_path(location) else _import(location)
+    location, attr, is_file = _split(source)
+    module = _load_file(location) if is_file else _import(location)
     try:
         factory = functools.reduce(getattr, attr.split("."), module)
     except AttributeError as err:
         public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        hint = "" if source.count(":") else f"no ':factory' given, so '{DEFAULT_FACTORY}' was looked up"
+        hint = f"no ':factory' given, so '{DEFAULT_FACTORY}' was looked up" if classify_source(source).factory is None else ""
         raise UsageError(f"{location!r} has no attribute {attr!r}", "a callable defined in it, one of: "
                          + (", ".join(public[:12]) or "(none)"), repr(attr), hint) from err
     require(callable(factory), f"{location}:{attr} must be callable (a function or class returning an nn.Module)",

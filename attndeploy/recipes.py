@@ -17,12 +17,16 @@ Many registry modules (`export/zoo.toml`), each to `<out>/<name>/<name>.onnx`::
     modules = "all"                              # or ["se", "cbam"]
     out = "models"                               # optional
 
-Both take the same export keys (in `[export]`, or in `[zoo]` beside `modules`): `opset`,
-`dynamic`, `exporter`, `precision`, `seed`, `parity_shapes`, `atol`, `rtol`, `keep_fp32`,
-`calib`, `calibration_method`, `int8_target`, `int8_flavour`, `deform_conv`, `rewrites`,
-`simplify` (see `ExportSettings`). Each entry writes `report.json` beside its model.
-Relative paths are taken from the current folder, as CLI arguments are. A bad key raises
-`UsageError` naming it (an unknown one suggests the closest).
+Both take the same export keys (in `[export]`, or in `[zoo]` beside `modules`); `[model]` also
+takes the model's own (`name`, `kwargs`, `weights`, `custom_modules`, `trust_checkpoint`). The
+keys are those declared in `attndeploy.settings` (each option's `recipe`), checked by the same
+checks as the API and the CLI: `input`, `imgsz`, `batch`, `opset`, `dynamic`, `exporter`,
+`precision`, `calib`, `keep_fp32`, `parity_shapes`, `inputs`, `atol`, `rtol`, `backends`,
+`nms`, ..., and `engine = true` or a table of engine options
+(`engine = { max = [4, 3, 640, 640], workspace_mb = 4096 }`). Each entry writes `report.json`
+beside its model. Relative paths are taken from the current folder, as CLI arguments are. A bad
+key raises `UsageError` naming it (an unknown one suggests the closest); every folder a recipe
+writes is checked before any export.
 """
 
 from __future__ import annotations
@@ -42,20 +46,19 @@ from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.run import Log
 from attndeploy.quiet import quiet
 from attndeploy.registry import get_spec, list_modules
+from attndeploy.options import Option, declared
 from attndeploy.settings import ExportSettings
-from attndeploy.settings_checks import CHECKPOINT_SUFFIXES, YAML_SUFFIXES
-from attndeploy.shapes import Shape, parse_shape
-from attndeploy.sources import is_registry_name
+from attndeploy.source_kind import SourceKind, classify_source
 
-# recipe key -> ExportSettings field
-EXPORT_KEYS = {"input": "example", "opset": "opset", "dynamic": "dynamic", "exporter": "exporter",
-               "precision": "precision", "seed": "seed", "parity_shapes": "parity_shapes", "atol": "atol",
-               "rtol": "rtol", "keep_fp32": "keep_fp32", "calib": "calibration",
-               "calibration_method": "calibration_method", "int8_target": "int8_target",
-               "int8_flavour": "int8_flavour", "deform_conv": "deform_conv", "rewrites": "rewrites",
-               "simplify": "simplify"}
-MODEL_KEYS = ("source", "kwargs", "weights")
-SECTIONS = {"model": MODEL_KEYS, "export": (*EXPORT_KEYS, "out"), "zoo": ("modules", *EXPORT_KEYS, "out")}
+
+def recipe_options(section: str) -> dict[str, Option]:
+    """{recipe key: option} of a `[model]` or `[export]` table, from the declarations."""
+    return {str(o.recipe_key()): o for o in declared(ExportSettings) if o.recipe and o.recipe_section() == section}
+
+
+MODEL_KEYS = tuple(recipe_options("model"))
+EXPORT_KEYS = tuple(recipe_options("export"))   # `out` among them: the folder (out_dir's key)
+SECTIONS = {"model": MODEL_KEYS, "export": EXPORT_KEYS, "zoo": ("modules", *EXPORT_KEYS)}
 
 
 @dataclass(frozen=True)
@@ -76,33 +79,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"the recipe {str(path)!r} is not valid TOML", "a TOML document", str(err)) from err
 
 
-def _shape(value: Any, key: str) -> Shape:
-    if isinstance(value, str):
-        try:
-            return parse_shape(value)
-        except UsageError as err:
-            raise UsageError(f"recipe key {key} must be a shape", "e.g. '1x3x224x224' or [1, 3, 224, 224]",
-                             repr(value)) from err
-    require(isinstance(value, list) and len(value) > 0
-            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value),
-            f"recipe key {key} must be a shape", "a list of positive ints, e.g. [1, 3, 224, 224]", repr(value))
-    return tuple(value)
-
-
 def _options(table: dict[str, Any], section: str) -> dict[str, Any]:
-    """ExportSettings options from a table's export keys (shapes parsed; other values checked by the settings)."""
+    """ExportSettings options from a table's keys, each checked as read (the message names `[section].key`)."""
+    known = recipe_options("model" if section == "model" else "export")
     options: dict[str, Any] = {}
     for key, value in table.items():
-        field = EXPORT_KEYS.get(key)
-        if field is None:
+        opt = known.get(key)
+        if opt is None or key == "out":  # `modules`; the folder is placed per entry
             continue
-        if key == "input":
-            value = _shape(value, f"[{section}].input")
-        elif key == "parity_shapes":
-            require(isinstance(value, list) and len(value) > 0, f"recipe key [{section}].parity_shapes must be a list of "
-                    "shapes", "e.g. ['1x3x640x640', '2x3x480x640']", repr(value))
-            value = [_shape(v, f"[{section}].parity_shapes") for v in value]
-        options[field] = value
+        label = f"recipe key [{section}].{key}"
+        options[opt.name] = opt.check(value, label) if opt.check is not None else value
     return options
 
 
@@ -131,12 +117,13 @@ def _check_sections(data: dict[str, Any]) -> str:
 
 
 def _folder(table: dict[str, Any], section: str, default: Path) -> Path:
+    """The table's `out` folder (checked as `ExportSettings.out_dir` is: writable, before any export)."""
     out = table.get("out", None)
     if out is None:
         return default
-    require(isinstance(out, str) and out.strip() != "", f"recipe key [{section}].out must be a folder path",
-            "a non-empty string", repr(out))
-    return Path(out).expanduser()
+    folder = recipe_options("export")["out"]
+    assert folder.check is not None
+    return Path(folder.check(out, f"recipe key [{section}].out"))
 
 
 def _modules(value: Any) -> tuple[str, ...]:
@@ -162,18 +149,15 @@ def parse_recipe(data: dict[str, Any], name: str, path: Path | None = None) -> R
     model, export = data["model"], data.get("export", {})
     require("source" in model, "recipe key [model].source is required",
             "'pkg.module:factory', 'path/to/file.py:factory' or a registry name", "no [model].source")
-    require(isinstance(model.get("kwargs", {}), dict), "recipe key [model].kwargs must be a table",
-            "e.g. { attn = 'cbam' }", repr(model.get("kwargs")))
-    source = model["source"]
-    require("input" in export or not isinstance(source, str) or is_registry_name(source)
-            or source.lower().endswith((*YAML_SUFFIXES, *CHECKPOINT_SUFFIXES)),
-            "recipe key [export].input is required", "e.g. [1, 3, 224, 224] (registry names and detector YAMLs "
-            "have a default)",
-            "no [export].input")
+    options = {**_options(model, "model"), **_options(export, "export")}
+    source = options["source"]
+    needs_input = isinstance(source, str) and classify_source(source).kind not in (
+        SourceKind.REGISTRY, SourceKind.YAML, SourceKind.CHECKPOINT)
+    require("example" in options or not needs_input, "recipe key [export].input is required",
+            "e.g. [1, 3, 224, 224] (registry names and detector YAMLs have a default)", "no [export].input")
+    name = options.pop("name", name)
     folder = _folder(export, "export", Path("models") / name)
-    job = _settings("[model]", source=model["source"], kwargs=model.get("kwargs", {}), weights=model.get("weights"),
-                    name=name, out_path=folder / f"{name}.onnx", report=True,
-                    **_options(export, "export"))
+    job = _settings("[model]", name=name, out_path=folder / f"{name}.onnx", report=True, **options)
     return Recipe(path, "model", (job,))
 
 

@@ -93,6 +93,9 @@ def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missi
             run = res if precision == "fp32" else _export(model, name, workdir, precision="fp16",
                                                           engine=EngineSettings())
             engine = run.engine
+            if engine is None:  # the engine stage runs on a graph that passed only
+                stages[key] = {"passed": False, "detail": f"no engine: the {precision} graph did not pass"}
+                continue
             stages[key] = {**_stage(engine.parity), "engine": str(engine.build.engine_path)}
         except (UsageError, CheckFailed, RuntimeError) as err:
             stages[key] = {"passed": False, "detail": first_line(err)}

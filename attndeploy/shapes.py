@@ -35,13 +35,20 @@ def parse_shapes(text: str) -> list[Shape]:
     return [parse_shape(p) for p in parts]
 
 
-def parse_imgsz(text: str) -> tuple[int, int]:
-    """`"640"` -> (640, 640); `"480,640"` -> (480, 640) (H, W, as ultralytics' --imgsz)."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    require(1 <= len(parts) <= 2 and all(p.isascii() and p.isdigit() and 0 < int(p) <= 1 << 15 for p in parts),
-            "--imgsz must be one size or H,W", "e.g. 640 or 480,640", repr(text))
-    h, w = (int(parts[0]), int(parts[-1]))
-    return h, w
+MAX_IMGSZ = 1 << 15
+
+
+def parse_imgsz(text: str, option: str = "--imgsz") -> tuple[int, int]:
+    """`"640"` -> (640, 640); `"480,640"` (or `480x640`) -> (480, 640): (H, W), as ultralytics' `imgsz`.
+
+    Every part must be a size in 1..32768: `"640,"` (an empty part) is refused, not read as 640.
+    A size that is no multiple of the model's stride is rounded up by the detector's adapter (as
+    ultralytics does), which says so in the result's notes: the stride is known only once the model is built.
+    """
+    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
+    require(1 <= len(parts) <= 2 and all(p.isascii() and p.isdigit() and 0 < int(p) <= MAX_IMGSZ for p in parts),
+            f"{option} must be one size or H,W, each in 1..{MAX_IMGSZ}", "e.g. 640 or 480,640", repr(text))
+    return int(parts[0]), int(parts[-1])
 
 
 def format_shape(shape: Shape) -> str:

@@ -25,8 +25,8 @@ from attndeploy.errors import require
 from attndeploy.limits import check_module_bytes, check_tensor_bytes
 from attndeploy.loading import load_model, load_weights
 from attndeploy.registry import all_specs, create, get_spec, list_modules
-from attndeploy.settings_checks import is_model_file, source_label
 from attndeploy.shapes import Shape, format_shape
+from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.spec import ModuleSpec
 from attndeploy.weights import randomize_
 
@@ -41,7 +41,7 @@ class Source:
 
 
 def is_registry_name(source: str) -> bool:
-    return ":" not in source and not is_model_file(source)
+    return classify_source(source).kind is SourceKind.REGISTRY
 
 
 def spec_of(model: nn.Module) -> ModuleSpec | None:
@@ -57,7 +57,7 @@ def _ultralytics_source(source: str, kwargs: Mapping[str, Any], weights: Path | 
     require(not kwargs, "--kwargs are for registry names and factories", "no kwargs with a model YAML or checkpoint",
             dict(kwargs))
     check_ultralytics_installed()
-    if yolo.is_checkpoint(source):
+    if classify_source(source).kind is SourceKind.CHECKPOINT:
         model = yolo.load_checkpoint(source, trust_checkpoint, custom_modules)
         return load_weights(model, weights) if weights is not None else model
     model = yolo.build_from_yaml(source, custom_modules)
@@ -76,18 +76,20 @@ def resolve_source(source: nn.Module | str, kwargs: Mapping[str, Any], weights: 
         if weights is not None:
             load_weights(source, weights)
         return Source(name or (spec.name if spec else type(source).__name__.lower()), source, spec)
-    if is_registry_name(source):
+    kind = classify_source(source)
+    if kind.kind is SourceKind.REGISTRY:
         spec = get_spec(source)
         check_module_bytes(lambda: create(source, **kwargs), f"{source} with arguments {dict(kwargs)}")
         model = create(source, **kwargs)
         model = load_weights(model, weights) if weights is not None else randomize_(model, seed)
         return Source(name or spec.name, model, spec)
-    from attndeploy.adapters.ultralytics_sources import is_checkpoint, is_yaml
-
-    if is_yaml(source) or is_checkpoint(source):
+    if kind.kind in (SourceKind.YAML, SourceKind.CHECKPOINT):
         model = _ultralytics_source(source, kwargs, weights, seed, custom_modules, trust_checkpoint)
-        return Source(name or source_label(source), model, None)
-    return Source(name or source_label(source), load_model(source, dict(kwargs), weights), None)
+        return Source(name or kind.label, model, None)
+    require(kind.kind is not SourceKind.ONNX, "export takes a PyTorch model", "a registry name, pkg.module:factory, "
+            "path/to/file.py[:factory], a model YAML or a checkpoint", source, "an ONNX file is checked with "
+            "`attndeploy lint MODEL.onnx` or run with `attndeploy run`")
+    return Source(name or kind.label, load_model(source, dict(kwargs), weights), None)
 
 
 def default_example(spec: ModuleSpec, model: nn.Module) -> Shape:

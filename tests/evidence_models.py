@@ -169,3 +169,30 @@ class SingleImageShortcut(nn.Module):
         if b == 1:
             return x * gate.view(x.shape[0], c, 1, 1).squeeze(0)
         return x * gate.view(b, c, 1, 1)
+
+
+class DCTAttention(nn.Module):
+    """Multi-spectral (DCT) channel attention as FcaNet-style code writes it: the input is pooled to the DCT size
+    only `if` it differs, so a trace at that size keeps no pooling (right at the example's H, W, failing elsewhere).
+
+    (N, C, H, W) -> (N, C, H, W); `weight` (C, dct_h, dct_w) holds one cosine basis per channel.
+    """
+
+    def __init__(self, channels: int = 16, dct_h: int = 7, dct_w: int = 7, reduction: int = 4) -> None:
+        super().__init__()
+        self.dct_h, self.dct_w = dct_h, dct_w
+        u, v = torch.arange(dct_h).float(), torch.arange(dct_w).float()
+        freq = (torch.arange(channels) % 4).float()[:, None, None]
+        basis = torch.cos(torch.pi * freq * (u[None, :, None] + 0.5) / dct_h) \
+            * torch.cos(torch.pi * freq * (v[None, None, :] + 0.5) / dct_w)
+        self.register_buffer("weight", basis)
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(),
+                                nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        pooled = x
+        if h != self.dct_h or w != self.dct_w:
+            pooled = F.adaptive_avg_pool2d(x, (self.dct_h, self.dct_w))
+        y = (pooled * self.weight).sum(dim=[2, 3])
+        return x * self.fc(y).view(n, c, 1, 1)

@@ -2,8 +2,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 import attndeploy
 from attndeploy.cli.main import main
 
@@ -55,13 +53,9 @@ def test_zoo_recipe_prints_one_json_object(tmp_path, capsys):
     assert report["results"][0]["onnx"] == str(tmp_path / "se" / "se.onnx")
 
 
-@pytest.mark.parametrize("exporter,opset", [("torchscript", 18), ("dynamo", 18), ("auto", 16)])
-def test_exporter_choice_is_honoured(exporter, opset, tmp_path, capsys):
-    assert main(["export", "eca", "--exporter", exporter, "--opset", str(opset), "--out", str(tmp_path),
-                 "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["opset"] == opset
-    assert report["exporter"] == ("torchscript" if exporter == "auto" else exporter)
+# `--exporter X --opset N` reaching the settings: tests/test_cli_settings.py (no export); the pipeline honouring
+# the exporter: test_blog_models.py (torchscript and dynamo), test_cli_user_models.py (auto at 18 -> dynamo) and
+# test_readme_main_job_prints_the_table (auto at 17 -> torchscript).
 
 
 def test_a_recipe_refuses_the_model_options_it_would_ignore(tmp_path, capsys):

@@ -54,8 +54,9 @@ def test_detector_uses_image_like_inputs_and_scaled_tolerance(detector_result):
     assert res.evidence["inputs"]["kind"] == "image"
     assert res.evidence["noise"]["method"] == "float64"
     (out,) = res.parity.outputs
-    assert out.channel_atol is not None and out.channel_atol[1] > out.channel_atol[0]  # box channels get more room
-    assert any("fp32 noise per channel" in n for n in res.parity.notes)
+    assert out.limit is not None and out.limit[1] > 100 * out.limit[0]  # box channels get more room than scores
+    assert res.parity.budget.kind == "float64" and 0 < out.ratio <= res.parity.budget.factor
+    assert 0 < out.eager_distance and out.graph_distance <= res.parity.budget.factor * out.limit[1]
 
 
 @pytest.mark.parametrize("model,shape,words,square", [
@@ -103,18 +104,19 @@ def test_an_injected_conv_bug_fails_in_a_detector(tmp_path):
 
 
 class SCSEWithDrift(attndeploy.get_spec("scse").reference):
-    """The registry's scSE whose cSE output conv drifts by 1e-3 in one channel in the exported graph only."""
+    """The registry's scSE whose cSE output conv drifts by 1e-2 in one channel in the exported graph only (its gate's
+    logit: the output channel moves by ~1e-4 of its scale, what the verdict is measured to catch)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels)
-        self.cSE[3] = DriftsOneChannel(self.cSE[3], channel=5, relative=1e-3)
+        self.cSE[3] = DriftsOneChannel(self.cSE[3], channel=5, relative=1e-2)
 
 
 def test_an_injected_conv_bug_fails_in_a_zoo_module(tmp_path):
     model = attndeploy.randomize_(SCSEWithDrift(64)).eval()
     res = attndeploy.export(model, (1, 64, 32, 32), tmp_path / "zoo.onnx", opset=17, name="scse")
-    assert res.parity.tolerance == attndeploy.get_spec("scse").onnx_tol  # the registry's measured tolerance
     assert not res.passed and "differs at" in res.parity.failure_message()
+    assert res.localisation is not None and res.localisation.path.startswith("cSE")
 
 
 def test_outputs_of_any_structure_are_flattened_with_stable_names(tmp_path):
@@ -187,4 +189,5 @@ def test_when_dynamo_bakes_the_batch_a_second_route_gives_a_correct_graph(tmp_pa
     assert wrong.localisation is not None and wrong.parity.blame  # the module and the baked node are named
     res = attndeploy.export(model, (1, 8, 16, 16), tmp_path / "b.onnx", opset=18)
     assert res.passed and res.route == "torchscript-18", (res.parity.failure_message(), res.notes)
-    assert any("the dynamo graph fails parity" in n for n in res.notes) and res.exporter == "torchscript"
+    assert any(n.startswith("route dynamo-18: fails") for n in res.notes) and res.exporter == "torchscript"
+    assert "route torchscript-18: passed; the graph comes from this route" in res.notes

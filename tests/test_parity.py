@@ -11,15 +11,23 @@ class UserCoordAtt(attndeploy.get_spec("coordatt").reference):
 
 def test_dynamo_export_that_bakes_sizes_is_caught_at_other_shapes(tmp_path):
     model = attndeploy.randomize_(UserCoordAtt(64))
-    res = attndeploy.export(model, (1, 64, 56, 56), tmp_path / "user.onnx", opset=18, rewrites=False)
-    assert res.exporter == "dynamo" and not res.passed
-    message = res.parity.failure_message()
-    assert "2x64x43x29" in message and "1x64x56x56" not in message.split(":")[0] and "max abs" in message
-    assert res.onnx_path.name == "user.rejected.onnx" and not (tmp_path / "user.onnx").exists()
+    res = attndeploy.export(model, (1, 64, 56, 56), tmp_path / "user.onnx", opset=18, rewrites=False,
+                            exporter="dynamo")
+    assert res.exporter == "dynamo"
+    dynamic = next(n for n in res.notes if n.startswith("route dynamo-18: fails"))
+    assert "2x64x43x29" in dynamic and "max abs" in dynamic
+    # right at 56x56 and wrong elsewhere: H, W fixed (batch dynamic), and said so
+    assert res.passed and res.route == "dynamo-18, H, W fixed" and res.evidence["dynamic_axes"] == [0]
+    assert any(n.startswith("H, W fixed at 56x56 with the batch dynamic") for n in res.notes)
+    assert res.parity.shapes == ["1x64x56x56", "2x64x56x56"]
+    import onnx
+
+    dims = onnx.load(str(res.onnx_path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [64, 56, 56] and not dims[0].dim_value
 
 
 def test_torchscript_refusal_is_reported_per_exporter(tmp_path):
-    with pytest.raises(attndeploy.CheckFailed, match="torchscript: .*adaptive pooling"):
+    with pytest.raises(attndeploy.CheckFailed, match="torchscript-17: .*adaptive pooling"):
         attndeploy.export(attndeploy.randomize_(UserCoordAtt(64)), (1, 64, 56, 56), tmp_path / "u.onnx", opset=17,
                           rewrites=False)
     assert list(tmp_path.iterdir()) == []

@@ -18,15 +18,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import attndeploy
-from attndeploy.defaults import (
-    TRT_FP16_MIN_COSINE,
-    TRT_FP16_TOL,
-    TRT_FP32_TOL,
-    TRT_INT8_MIN_COSINE,
-    Tolerance,
-)
+from attndeploy.defaults import TRT_FP16_MIN_COSINE, TRT_FP16_TOL, TRT_FP32_TOL, Tolerance
 from attndeploy.errors import UsageError
-from attndeploy.parity import check_parity, make_probes
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.runtimes.feeds import InputProfile, IOSpec, validate_feeds
 from attndeploy.settings import EngineSettings
@@ -37,6 +30,9 @@ from attndeploy.tensorrt.deploy import engine_for_export
 from attndeploy.tensorrt.network import EngineBuildFailed
 from attndeploy.tensorrt.profiles import derive_profile
 from attndeploy.tensorrt.runner import TensorRTRunner
+from attndeploy.truth import truth_for
+from attndeploy.verdict import Budget, judge
+from attndeploy.verdict.budget import FP16_MIN_COSINE, INT8_MIN_COSINE
 
 FP32_TOL, FP16_TOL = TRT_FP32_TOL, TRT_FP16_TOL  # TF32 off
 
@@ -59,8 +55,8 @@ def export(name: str, tmp_path: Path) -> tuple[Path, torch.nn.Module, attndeploy
 
 def engine_parity(engine: Path, model: torch.nn.Module, spec: attndeploy.ModuleSpec, tol: Tolerance):
     with TensorRTRunner(engine) as runner:
-        return check_parity(model, lambda x: list(runner.infer({"input": x}).values()), runner.output_names,
-                            spec.parity_shapes(), tol, "tensorrt")
+        return judge(truth_for(model, spec.parity_shapes()).probes, lambda x: list(runner.infer({"input": x}).values()),
+                     runner.output_names, Budget.given(tol.atol, tol.rtol), ("fp32", "tensorrt"))
 
 
 def test_missing_tensorrt_is_a_usage_error(monkeypatch, tmp_path):
@@ -192,14 +188,14 @@ def test_reduced_precision_graphs_build_as_they_are(gpu, tmp_path, precision):
         onnx.save(convert_onnx_to_fp16(onnx.load(onnx_path)), reduced)
     else:
         reduced = qdq_graph(onnx_path, spec.example_shape)
-    report = engine_for_export(reduced, EngineSettings(), make_probes(model, spec.parity_shapes()),
+    report = engine_for_export(reduced, EngineSettings(), truth_for(model, spec.parity_shapes()),
                                (spec.hw_multiple, spec.min_hw))
     assert report.build.engine_path == tmp_path / f"cbam.{precision}.engine"
     assert report.build.settings.precision == precision and report.build.settings.precision_in_graph
     assert report.build.settings.strongly_typed == (int(trt.__version__.split(".")[0]) >= 10)
     assert report.passed, report.parity.failure_message()
-    floor = TRT_FP16_MIN_COSINE if precision == "fp16" else TRT_INT8_MIN_COSINE
-    assert report.min_cosine == floor and report.parity.min_cosine >= floor
+    floor = FP16_MIN_COSINE if precision == "fp16" else INT8_MIN_COSINE
+    assert report.parity.budget.min_cosine == floor and report.parity.min_cosine >= floor
 
 
 def test_runner_refuses_bad_feeds_and_foreign_engines(gpu, tmp_path):
@@ -241,9 +237,11 @@ def test_runner_refuses_bad_feeds_and_foreign_engines(gpu, tmp_path):
 
 
 def test_engine_for_export_fp16_with_narrowed_profile(gpu, tmp_path):
+    """The engine's precision is its graph's: the fp16 graph builds the fp16 engine (EngineSettings has no fp16)."""
     onnx_path, model, spec = export("selfattn", tmp_path)
-    probes = make_probes(model, spec.parity_shapes())
-    report = engine_for_export(onnx_path, EngineSettings(fp16=True, max=(2, 64, 64, 64)), probes,
+    fp16 = onnx_path.with_name("selfattn.fp16.onnx")
+    onnx.save(convert_onnx_to_fp16(onnx.load(onnx_path)), fp16)
+    report = engine_for_export(fp16, EngineSettings(max=(2, 64, 64, 64)), truth_for(model, spec.parity_shapes()),
                                (spec.hw_multiple, spec.min_hw))
     assert report.build.engine_path == tmp_path / "selfattn.fp16.engine"
     assert report.skipped_shapes == ["3x64x20x71"]  # batch 3 and W 71 lie outside the narrowed profile

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import attndeploy
 from attndeploy.errors import UsageError
-from attndeploy.parity import check_parity
+from attndeploy.truth import truth_for
+from attndeploy.verdict import Budget, judge
 from attndeploy.precision.fp16 import convert_onnx_to_fp16
 from attndeploy.precision.plan import (
     KEEP_FP32_OPS,
@@ -90,8 +91,8 @@ def fp16_parity(name: str, converted: onnx.ModelProto):
     model = attndeploy.randomize_(attndeploy.create(name), 0).eval()  # the weights export(name) used
     spec = attndeploy.get_spec(name)
     names = [o.name for o in session.get_outputs()]
-    return check_parity(model, lambda x: session.run(None, {"input": x}), names, spec.parity_shapes(), FP16_TOL,
-                        "onnxruntime-cpu fp16")
+    return judge(truth_for(model, spec.parity_shapes()).probes, lambda x: session.run(None, {"input": x}), names,
+                 Budget.given(FP16_TOL.atol, FP16_TOL.rtol), ("fp16", "onnxruntime-cpu"))
 
 
 @pytest.mark.parametrize("name, opset", REPRESENTATIVE)

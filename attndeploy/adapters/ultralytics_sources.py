@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.settings_checks import CHECKPOINT_SUFFIXES, YAML_SUFFIXES
+from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
 
 YAML_SECTIONS = ("backbone", "head")
@@ -264,11 +264,11 @@ def random_weights_(model: Any, seed: int = 0, size: int = 640) -> Any:
 
 
 def is_yaml(source: str) -> bool:
-    return source.lower().endswith(YAML_SUFFIXES) and ":" not in source.replace(":\\", "")
+    return classify_source(source).kind is SourceKind.YAML
 
 
 def is_checkpoint(source: str) -> bool:
-    return source.lower().endswith(CHECKPOINT_SUFFIXES) and ":" not in source.replace(":\\", "")
+    return classify_source(source).kind is SourceKind.CHECKPOINT
 
 
 __all__ = ["TRUST_HINT", "build_from_yaml", "custom_modules_file", "is_checkpoint", "is_yaml", "load_checkpoint",

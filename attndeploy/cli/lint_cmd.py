@@ -1,12 +1,15 @@
 """`attndeploy lint`: an ONNX file against a TensorRT parser, or a PyTorch model before export.
 
     attndeploy lint MODEL.onnx --trt 8.6|10|11 [--json]
-    attndeploy lint NAME|pkg.module:factory|file.py --input NxCxHxW [--kwargs JSON] [--weights FILE] [--json]
+    attndeploy lint NAME|pkg.module:factory|file.py|MODEL.yaml|best.pt [--input NxCxHxW | --imgsz S] [...] [--json]
 
 The pre-export lint names every call that would fail to export, export with baked
-shapes, or lose precision, by module path, and the rewrite that handles it. Exit 0:
-nothing found, or only what the export-time rewrites handle; 1: a finding that needs a
-code change (or, for ONNX, a parser error); 2: bad usage.
+shapes, or lose precision, by module path, and the rewrite that handles it. A PyTorch
+model is linted by the export pipeline itself, run up to and including its lint stage
+(the model prepared as its family's exporter does, a detector's head in export mode), so
+its findings are exactly the export's. Exit 0: nothing found, or only what the
+export-time rewrites handle; 1: a finding that needs a code change (or, for ONNX, a parser
+error); 2: bad usage.
 """
 
 from __future__ import annotations
@@ -15,26 +18,39 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from attndeploy.cli.model_source import add_model_arguments, resolve_source
-from attndeploy.cli.output import emit, print_json
+from attndeploy.cli.export_options import add_options
+from attndeploy.cli.output import emit, print_json, stderr
+from attndeploy.errors import require
 from attndeploy.lint.trt_lint import ERROR, WARNING, lint_onnx
 from attndeploy.lint.trt_support import TRT_VERSIONS, parser_support
-from attndeploy.usercode import calling_user_code
+from attndeploy.options import by_name
+from attndeploy.source_kind import SourceKind, classify_source
+from attndeploy.settings import ExportSettings
+
+
+# the export options that choose and build the model (the same flags as `attndeploy export`)
+MODEL_OPTIONS = ("example", "kwargs", "weights", "seed", "imgsz", "batch", "custom_modules", "trust_checkpoint")
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("lint", help="TensorRT-readiness of an ONNX file, or export hazards of a PyTorch model")
     p.add_argument("model", help="MODEL.onnx, or a registry name, pkg.module:factory, path/to/file.py[:factory]")
-    p.add_argument("--trt", default="10", metavar="VERSION",
+    p.add_argument("--trt", default=None, metavar="VERSION",
                    help=f"for ONNX files: TensorRT generation, one of {', '.join(TRT_VERSIONS)} (default 10)")
-    add_model_arguments(p)
+    add_options(p, MODEL_OPTIONS)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model.endswith(".onnx"):
-        return _lint_onnx(Path(args.model), args.trt, args.json)
+    options = by_name(ExportSettings)
+    model_flags = [str(options[n].flag) for n in MODEL_OPTIONS if getattr(args, n) is not None]
+    if classify_source(args.model).kind is SourceKind.ONNX:
+        require(not model_flags, "lint of an ONNX file takes --trt only", "MODEL.onnx [--trt VERSION]",
+                ", ".join(model_flags), "the model options are for PyTorch models")
+        return _lint_onnx(Path(args.model), args.trt or "10", args.json)
+    require(args.trt is None, "--trt is used only with an ONNX file", "MODEL.onnx --trt VERSION",
+            f"--trt with {args.model!r}")
     return _lint_torch(args)
 
 
@@ -58,19 +74,22 @@ def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
 
 
 def _lint_torch(args: argparse.Namespace) -> int:
-    from attndeploy.lint.torch_lint import lint_model  # torch: the ONNX lint above runs without it
-    from attndeploy.parity import random_input
+    import tempfile
 
-    source = resolve_source(args.model, args.input, args.kwargs, args.weights, args.seed)
-    with calling_user_code(f"the forward of {args.model!r}"):
-        findings = lint_model(source.model.eval(), random_input(source.example, args.seed))
+    from attndeploy.pipeline import lint_findings  # torch: the ONNX lint above runs without it
+
+    given = {n: getattr(args, n) for n in MODEL_OPTIONS if getattr(args, n) is not None}
+    example = given.pop("example", None)
+    with tempfile.TemporaryDirectory(prefix="attndeploy-lint-") as tmp:  # nothing is written; the path is checked
+        settings = ExportSettings.create(args.model, example, None, out_dir=Path(tmp), **given)
+        name, shape, findings = lint_findings(settings, stderr)
     unhandled = [f for f in findings if f.rewrite is None]
     if args.json:
-        print_json({"model": args.model, "input": list(source.example), "passed": not unhandled,
+        print_json({"model": args.model, "name": name, "input": list(shape), "passed": not unhandled,
                     "findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
             emit(f.message())
         emit(f"{args.model}: {len(findings)} finding(s), {len(findings) - len(unhandled)} handled by the "
-              f"export-time rewrites, {len(unhandled)} needing a code change")
+             f"export-time rewrites, {len(unhandled)} needing a code change")
     return 1 if unhandled else 0

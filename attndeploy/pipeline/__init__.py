@@ -40,15 +40,17 @@ from attndeploy.settings import ExportSettings
 STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "engine")
 
 
-def lint_findings(settings: ExportSettings, log: Log | None = None) -> tuple[str, list[TorchFinding]]:
-    """(the model's name, its lint findings): the pipeline up to and including its lint stage, as `export` runs it."""
+def lint_findings(settings: ExportSettings, log: Log | None = None
+                  ) -> tuple[str, tuple[int, ...], list[TorchFinding]]:
+    """(the model's name, its example shape, its lint findings): the pipeline up to and including its lint stage, as
+    `export` runs it."""
     run = Run(settings, log or (lambda _msg: None))
     with run.stage("prepare"):
         model = prepare(run)
     with run.stage("evidence"):
         truth = evidence(run, model)
     with run.stage("lint"):
-        return run.name, lint(run, model, truth)
+        return run.name, model.shape, lint(run, model, truth)
 
 
 def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResult:
@@ -60,7 +62,7 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResu
         truth = evidence(run, model)
     with run.stage("lint"):
         findings = lint(run, model, truth)
-    exported = export_stage(run, model, truth)
+    exported = export_stage(run, model, truth, findings)
     fp32 = exported.judged
     graphs: list[Judged] = [fp32]
     localisation = None

@@ -9,7 +9,8 @@
 profile's opt. Probes outside the profile (narrowed with `EngineSettings.min` / `max`) are
 skipped and listed. A graph that already carries its precision (a mixed fp16 graph, or Q/DQ
 int8: `<name>.fp16.onnx`, `<name>.int8.onnx`) builds in that precision (strongly typed
-where the TensorRT wants it); an fp32 graph builds fp32 (TF32 off). The engine is judged
+where the TensorRT wants it); an fp32 graph builds fp32 (TF32 off): the engine's precision is always
+the graph's (`--precision fp16 --engine`). The engine is judged
 by the same judge and budget as its graph in onnxruntime (`engine_budget`): fp32 by the
 float64-anchored rule, fp16 and int8 by their cosine floors, every value finite.
 """
@@ -57,10 +58,9 @@ class EngineReport:
 
 
 def engine_options(engine: EngineSettings, model: onnx.ModelProto) -> BuildOptions:
-    """Build options for `engine` over `model`: a reduced-precision graph builds its own precision."""
+    """Build options for `engine` over `model`: the engine is built at the graph's own precision."""
     found = graph_precision(model)
-    precision = found if found != "fp32" else "fp16" if engine.fp16 else "fp32"
-    return BuildOptions(precision=precision, precision_in_graph=found != "fp32", workspace_mb=engine.workspace_mb,
+    return BuildOptions(precision=found, precision_in_graph=found != "fp32", workspace_mb=engine.workspace_mb,
                         timing_cache=engine.timing_cache, plugins=engine.plugins)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import onnx
 from onnx import version_converter
@@ -20,6 +21,8 @@ from attndeploy.exporting.simplify import SimplifyReport
 from attndeploy.exporting.simplify import simplify as simplify_model
 from attndeploy.exporting.verify import verify
 from attndeploy.fileio import ensure_writable_dir, temp_path
+from attndeploy.lint.torch_lint import TorchFinding
+from attndeploy.lint.trace_lint import SHAPE_FLOW
 from attndeploy.localise import blame_export_error
 from attndeploy.lowering.deformconv import PLUGIN_DOMAIN, deform_conv_export, plugin_nodes_to_onnx
 from attndeploy.pipeline.candidate import Candidate, Judged
@@ -124,10 +127,13 @@ def _fixed_probes(example: tuple[int, ...], axes: tuple[int, ...]) -> tuple[tupl
     return (example, grown) if 0 in axes else (example,)
 
 
-def _branch_sites(warnings: list[str]) -> list[str]:
-    """Where the tracer saw Python take a branch on a traced value (`file.py:42`), from its warnings."""
-    return list(dict.fromkeys(w.rsplit(" at ", 1)[1] for w in warnings
-                              if w.startswith("TracerWarning") and " at " in w))
+def _branch_sites(findings: list[TorchFinding], warnings: list[str]) -> list[str]:
+    """Where Python branches on the input's size: the lint's shape-dependent control flow (`call` at `file.py:42`),
+    else the tracer's warnings outside attndeploy's own files."""
+    sites = [f"{f.call} at {f.site}" if f.site else f.call for f in findings if f.hazard == SHAPE_FLOW]
+    own = str(Path(__file__).resolve().parents[2])
+    traced = [w.rsplit(" at ", 1)[1] for w in warnings if w.startswith("TracerWarning") and " at " in w]
+    return list(dict.fromkeys(sites or [t for t in traced if not t.startswith(own)]))
 
 
 @dataclass
@@ -179,25 +185,26 @@ def _blame(model: PreparedModel, errors: list[str]) -> str | None:
     return None
 
 
-def _fixed_note(first: Judged, record: RouteRecord, example: tuple[int, ...]) -> str:
+def _fixed_note(first: Judged, record: RouteRecord, example: tuple[int, ...], findings: list[TorchFinding]) -> str:
     wrong = sorted(_failing_labels(first))
-    sites = _branch_sites(record.warnings)
-    where = (f"the input-size branch the tracer saw: {', '.join(sites)}" if sites
-             else "no Python branch was reported by the tracer")
+    sites = _branch_sites(findings, record.warnings)
+    where = (f"the branch on the input size: {'; '.join(sites)}" if sites
+             else "neither the lint nor the tracer found the branch on the input size")
     return (f"H, W fixed at {example[2]}x{example[3]} with the batch dynamic: the dynamic graph "
             f"({first.candidate.route}) is right at {example[2]}x{example[3]} and wrong or failing at "
             f"{', '.join(wrong)}; {where}")
 
 
-def export(run: Run, model: PreparedModel, truth: Truth) -> Exported:
-    """The fp32 candidate the routes settle on (see the module docstring)."""
+def export(run: Run, model: PreparedModel, truth: Truth, findings: list[TorchFinding]) -> Exported:
+    """The fp32 candidate the routes settle on (see the module docstring); `findings`: the lint's, for the note on a
+    branch on the input size."""
     settings, example = run.settings, model.shape
     routes = plan_routes(settings.exporter, settings.opset)
     parity_shapes = tuple(p.shape for p in truth.probes)
     queue: list[tuple[Route, tuple[tuple[int, ...], ...]]] = [(r, parity_shapes) for r in routes]
     failures: list[tuple[str, str]] = []
     done: Exported | None = None
-    fixed_tried = False
+    fixed = fixed_hw_route(routes[0], truth.dynamic_axes) if 2 in truth.dynamic_axes else None
     while queue:
         route, probes = queue.pop(0)
         try:
@@ -206,29 +213,33 @@ def export(run: Run, model: PreparedModel, truth: Truth) -> Exported:
             if route is routes[0]:
                 raise
             run.note(f"route {route.name}: {first_line(err, 200)}")
-            continue
-        if attempt is None:
-            continue
-        judged, record = attempt
-        if judged.passed:
-            if done is not None:
-                run.note(_fixed_note(done.judged, done.record, example) if route.fixed_hw
+            attempt = None
+        if attempt is not None:
+            judged, record = attempt
+            if judged.passed:
+                if done is None:
+                    if route.fixed_hw:
+                        run.note(f"H, W fixed at {example[2]}x{example[3]} with the batch dynamic: no dynamic graph "
+                                 f"could be written ({failures[0][0][:200] if failures else 'no route'})")
+                    return Exported(judged, {route.name: record})
+                run.note(_fixed_note(done.judged, done.record, example, findings) if route.fixed_hw
                          else f"route {route.name}: passed; the graph comes from this route")
                 done.records[route.name] = record
                 done.judged = judged
                 return done
-            return Exported(judged, {route.name: record})
-        failed = judged.first_failure()
-        why = failed.failure_message() if failed else (judged.task.message if judged.task else "")
-        run.note(f"route {route.name}: fails ({why[:200]})")
-        if done is None:
-            done = Exported(judged, {route.name: record})
+            failed = judged.first_failure()
+            why = failed.failure_message() if failed else (judged.task.message if judged.task else "")
+            run.note(f"route {route.name}: fails ({why[:200]})")
+            if done is None:
+                done = Exported(judged, {route.name: record})
+            else:
+                done.records[route.name] = record
+            wanted = _wrong_at_other_sizes(judged, truth, example)
         else:
-            done.records[route.name] = record
-        if not fixed_tried and _wrong_at_other_sizes(judged, truth, example):
-            fixed_tried = True
-            fixed = fixed_hw_route(routes[0], truth.dynamic_axes)
+            wanted = not queue and done is None  # no dynamic graph could be written at all
+        if fixed is not None and wanted:
             queue.append((fixed, _fixed_probes(example, fixed.input_axes or ())))
+            fixed = None
     if done is None:
         blame = _blame(model, [error for _, error in failures])
         raise ExportFailed(f"export failed with every route that can write opset {settings.opset}: "
