@@ -82,6 +82,16 @@ def test_eager_disagreeing_with_its_float64_run_is_undecidable() -> None:
     assert result.status == UNDECIDABLE and "float64" in result.message and "ill-conditioned" in result.message
 
 
+def test_a_given_conf_is_used_where_the_images_decide_at_it() -> None:
+    free = Layout(nc=80, imgsz=(SMALL, SMALL), rows=True, max_det=30)     # NMS-free rows: no conf in the graph
+    eager = _rows()                                                         # scores 0.9, 0.85 ... 0.35
+    at = DetectionCheck(free, conf=0.62)([eager], [eager], "fp32")
+    assert at.status == PASSED and at.details["conf"] == 0.62 and "(given)" in at.message
+    assert at.details["detections"] == [6]                                 # 0.9 .. 0.65 above it
+    near = DetectionCheck(free, conf=0.6)([eager], [eager], "fp32")         # 0.6 is a score itself
+    assert near.status == UNDECIDABLE and "within" in near.message
+
+
 def test_top1_leaves_out_tied_images() -> None:
     check = Top1Check((SMALL, SMALL))
     clear = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], np.float32)

@@ -261,7 +261,8 @@ class UltralyticsAdapter:
         channels = channels_of(net)
         from attndeploy.adapters.ultralytics_task import task_checker
 
-        task_inputs, task_check = task_checker(net, task, imgsz, post) or (None, None)
+        check_conf = None if post.mode == "embedded" else settings.conf
+        task_inputs, task_check = task_checker(net, task, imgsz, post, check_conf) or (None, None)
         return Prepared(
             model=wrap_for_nms(net, post, settings), family=self.family, notes=notes, input_name=INPUT,
             output_names=output_names, output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,

@@ -103,9 +103,9 @@ class DetectionCheck(ImageCheck):
 
     name = "detections"
 
-    def __init__(self, layout: Layout, postprocess: dict[str, Any] | None = None) -> None:
+    def __init__(self, layout: Layout, postprocess: dict[str, Any] | None = None, conf: float | None = None) -> None:
         super().__init__(layout.imgsz)
-        self.layout, self.postprocess = layout, dict(postprocess or {})
+        self.layout, self.postprocess, self.conf = layout, dict(postprocess or {}), conf
 
     def _differ(self, dets_a: list[Dets], dets_b: list[Dets]) -> tuple[str | None, float]:
         """(the first image's difference under the fp32 rule, or None; the smallest matched IoU)."""
@@ -126,7 +126,7 @@ class DetectionCheck(ImageCheck):
                 eager64: Sequence[np.ndarray] | None = None) -> TaskCheck:
         layout = self.layout
         ref, got = (torch.from_numpy(np.asarray(side[0], dtype=np.float32)) for side in (eager, graph))
-        threshold = choose_threshold(ref, layout, strict=precision == "fp32")
+        threshold = choose_threshold(ref, layout, strict=precision == "fp32", given=self.conf)
         details: dict[str, Any] = {"images": list(IMAGES), "imgsz": list(self.imgsz),
                                    "layout": "rows" if layout.rows else "raw", "conf": threshold.conf,
                                    **({"graph_postprocess": self.postprocess} if self.postprocess else {})}
@@ -210,14 +210,15 @@ def detection_layout(net: Any, task: str, imgsz: Sequence[int], post: PostProces
                   nms_iou=float(post.iou or IOU_NMS) if embedded else IOU_NMS)
 
 
-def task_checker(net: Any, task: str, imgsz: Sequence[int],
-                 post: PostProcess | None = None) -> tuple[np.ndarray, ImageCheck] | None:
+def task_checker(net: Any, task: str, imgsz: Sequence[int], post: PostProcess | None = None,
+                 conf: float | None = None) -> tuple[np.ndarray, ImageCheck] | None:
     """(the task inputs: `IMAGES` letterboxed to `imgsz`, the check) for the prepared ultralytics `net` of `task`
-    ("detect", "segment", "pose", "obb", "classify"); None for others."""
+    ("detect", "segment", "pose", "obb", "classify"); None for others. `conf`: the detection check's threshold
+    (the `conf` option, where NMS is not in the graph), else chosen from eager's scores."""
     check: ImageCheck
     if task in ("detect", "segment", "pose", "obb"):
         post = post or PostProcess()
-        check = DetectionCheck(detection_layout(net, task, imgsz, post), post.to_dict())
+        check = DetectionCheck(detection_layout(net, task, imgsz, post), post.to_dict(), conf)
     elif task == "classify":
         check = Top1Check(imgsz)
     else:

@@ -116,11 +116,29 @@ def _default_misfit(output: torch.Tensor, layout: Layout, scores: torch.Tensor, 
     return f"{flips} NMS decision(s) at its edge" if flips else ""
 
 
-def choose_threshold(output: torch.Tensor, layout: Layout, strict: bool = True) -> Threshold:
-    """The threshold for eager's `output0` (B, ...) in `layout` (see the module docstring); not `strict` (a
-    reduced-precision graph, judged by agreement rates): NMS decisions at the edge of the widest gap are counted,
-    not a reason to give up."""
+def _given(output: torch.Tensor, layout: Layout, scores: torch.Tensor, conf: float, strict: bool) -> Threshold:
+    """The user's `conf` (the `conf` option), or why the images cannot decide at it."""
+    floor, _ = _floor(output, layout)
+    near = float(((scores - conf).abs() / conf).min()) if scores.numel() else 1.0
+    flips = borderline_pairs(output, layout, conf)
+    if conf <= floor * (1 + MARGIN):
+        return Threshold(None, f"the given conf {conf:g} is not above the rows' floor {floor:.4g} (a top-k cut or the "
+                               "graph's own conf)")
+    if near <= MARGIN:
+        return Threshold(None, f"an eager score lies within {MARGIN:g} (relative) of the given conf {conf:g}")
+    if strict and flips:
+        return Threshold(None, f"{flips} pair(s) of boxes above the given conf {conf:g} are at the edge of an NMS "
+                               "decision", flips)
+    return Threshold(conf, f"conf {conf:g} (given): {int((scores > conf).sum())} eager candidate(s) above it", flips)
+
+
+def choose_threshold(output: torch.Tensor, layout: Layout, strict: bool = True, given: float | None = None) -> Threshold:
+    """The threshold for eager's `output0` (B, ...) in `layout` (see the module docstring), or the user's `given` one
+    where the images can decide at it; not `strict` (a reduced-precision graph, judged by agreement rates): NMS
+    decisions at the edge of the widest gap are counted, not a reason to give up."""
     scores = candidate_scores(output, layout).double()
+    if given is not None:
+        return _given(output, layout, scores, given, strict)
     floor, cut = _floor(output, layout)
     misfit = _default_misfit(output, layout, scores, floor)
     if not misfit:
