@@ -34,6 +34,13 @@ def _family_options_on_a_registry_module(settings: ExportSettings) -> None:
             f"{', '.join(given)} with {settings.source!r}")
 
 
+def require_calibration(settings: ExportSettings, why: str) -> None:
+    """`UsageError` for precision='int8' without calibration data where nothing else can calibrate (`why`)."""
+    require(settings.precision != "int8" or settings.calibration is not None,
+            "precision='int8' needs calibration data", "calibration=<(K, C, H, W) array, .npy/.npz file or image "
+            "folder> (CLI: --calib PATH)", f"none, and {why}", "int8 scales come from real inputs")
+
+
 def check_export_rules(settings: ExportSettings) -> None:
     """`UsageError` for a combination of options no export can honour, before any work."""
     _family_options_on_a_registry_module(settings)
@@ -43,9 +50,9 @@ def check_export_rules(settings: ExportSettings) -> None:
 
         resolve_deform_lowering(settings.deform_conv, settings.opset)
     check.parity_shapes_fit(settings.parity_shapes, settings.example)
-    require(settings.precision != "int8" or settings.calibration is not None,
-            "precision='int8' needs calibration data", "calibration=<(K, C, H, W) array, .npy/.npz file or image "
-            "folder> (CLI: --calib PATH)", "none", "int8 scales come from real inputs")
+    registry = isinstance(settings.source, str) and classify_source(settings.source).kind is SourceKind.REGISTRY
+    if registry:  # other sources may belong to a family that ships images: the prepare stage decides
+        require_calibration(settings, "a registry module ships no images")
     if settings.batch is not None or settings.imgsz is not None:
         h, w = settings.imgsz or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
         shape = (settings.batch or 1, IMAGE_CHANNELS, h, w)

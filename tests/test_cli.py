@@ -27,7 +27,7 @@ def test_readme_main_job_prints_the_table(tmp_path):
     assert "PASSED" in proc.stdout and "max abs" in proc.stdout
     assert (tmp_path / "models" / "cbam" / "cbam.onnx").exists()
     assert json.loads((tmp_path / "models" / "cbam" / "report.json").read_text())["parity"]["passed"]
-    assert "exporting with the torchscript exporter" in proc.stderr
+    assert "route torchscript-17 (dynamic axes [0, 2, 3])" in proc.stderr
 
 
 def test_static_export_checks_only_the_example_shape(tmp_path, capsys):

@@ -28,9 +28,20 @@ from attndeploy.localise import (
     unsupported_op,
 )
 from attndeploy.localise.graph import index_graph
+from attndeploy.parity.inputs import random_input
+from attndeploy.truth.eager import EagerModel
+from attndeploy.verdict import Budget
 from tests.test_torch_lint_hazards import FreqAttnBlog, line_of
 
 EXPORTERS = ("torchscript", "dynamo")
+
+
+def locate(model, proto, x):
+    """`localise_divergence` with the module runs the truth would hand it (fp32 and float64 on `x`)."""
+    eager = EagerModel(model.eval(), random_input)
+    x = np.ascontiguousarray(x, np.float32)
+    return localise_divergence(model, (eager.events(x), eager.events(x, double=True)), proto, x, "input",
+                               Budget.float64())
 
 
 def export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> onnx.ModelProto:
@@ -134,7 +145,7 @@ def test_dynamo_baked_batch_names_the_module_and_the_reshape(mlca: dict) -> None
     model, proto = mlca["dynamo"]
     x = image(2, 3, 20, 20)
     assert runs_in_ort(proto, image(1, 3, 15, 11)) and not runs_in_ort(proto, x)  # wrong only at batch 2
-    loc = localise_divergence(model, proto, x, "input", ONNX_TOL)
+    loc = locate(model, proto, x)
     assert loc is not None and (loc.path, loc.cls, loc.kind) == ("b3", "MLCALen", "runtime")
     assert loc.line == line_of(MLCALen, "class MLCALen") and loc.file.endswith("test_localise.py")
     message = one_line(loc)
@@ -147,13 +158,13 @@ def test_dynamo_baked_batch_names_the_module_and_the_reshape(mlca: dict) -> None
 def test_correct_mlca_graph_is_not_blamed(mlca: dict) -> None:
     model, proto = mlca["fixed"]
     for shape in ((2, 3, 20, 20), (3, 3, 15, 11)):
-        assert localise_divergence(model, proto, image(*shape), "input", ONNX_TOL) is None
+        assert locate(model, proto, image(*shape)) is None
 
 
 def test_torchscript_baked_batch_is_named_where_it_first_differs(mlca: dict) -> None:
     model, proto = mlca["torchscript"]
-    assert localise_divergence(model, proto, image(1, 3, 20, 20), "input", ONNX_TOL) is None
-    loc = localise_divergence(model, proto, image(2, 3, 20, 20), "input", ONNX_TOL)
+    assert locate(model, proto, image(1, 3, 20, 20)) is None
+    loc = locate(model, proto, image(2, 3, 20, 20))
     assert loc is not None and (loc.path, loc.kind, loc.child) == ("b3", "input", "b3.conv_local")
     assert loc.shape == (2, 1, 1600) and loc.got_shape == (1, 1, 3200)  # the batch folded into the length
     message = one_line(loc)
@@ -167,7 +178,7 @@ def test_pipeline_rejected_graph_localises(tmp_path: Path) -> None:
     res = attndeploy.export(model, (1, 3, 20, 20), tmp_path / "mlca.onnx", opset=17, dynamic=True,
                             parity_shapes=[(1, 3, 20, 20), (2, 3, 20, 20)])
     assert not res.parity.passed and res.onnx_path.name == "mlca.rejected.onnx"
-    loc = localise_divergence(model, onnx.load(str(res.onnx_path)), image(2, 3, 20, 20), "input", ONNX_TOL)
+    loc = locate(model, onnx.load(str(res.onnx_path)), image(2, 3, 20, 20))
     assert loc is not None and loc.path == "b3" and "batch baked in" in loc.message()
 
 
@@ -176,8 +187,8 @@ def test_pipeline_rejected_graph_localises(tmp_path: Path) -> None:
 def test_dropped_branch_is_named(tmp_path: Path) -> None:
     model = Net(FreqAttnBlog(16), channels=16).eval()
     proto = export(model, torch.rand(1, 3, 7, 7), tmp_path / "freq.onnx", "torchscript")
-    assert localise_divergence(model, proto, image(2, 3, 7, 7), "input", ONNX_TOL) is None
-    loc = localise_divergence(model, proto, image(1, 3, 14, 14), "input", ONNX_TOL)
+    assert locate(model, proto, image(2, 3, 7, 7)) is None
+    loc = locate(model, proto, image(1, 3, 14, 14))
     assert loc is not None and (loc.path, loc.cls, loc.kind) == ("b3", "FreqAttnBlog", "runtime")
     assert loc.failed_node == "/b3/Mul" and "7 by 14" in loc.error
     assert "a Python branch on a size" in one_line(loc)
@@ -250,9 +261,9 @@ def perturbed(model: nn.Module, proto: onnx.ModelProto, scopes: tuple[str, ...],
 def test_innermost_diverging_module_is_named(stages: dict, exporter: str) -> None:
     model, proto = stages[exporter]
     x = image(2, 3, 12, 20)
-    assert localise_divergence(model, proto, x, "input", ONNX_TOL) is None
+    assert locate(model, proto, x) is None
     wrong = perturbed(model, proto, ("stages.1.attn.fc.2",), "Conv")
-    loc = localise_divergence(model, wrong, x, "input", ONNX_TOL)
+    loc = locate(model, wrong, x)
     assert loc is not None and (loc.path, loc.cls, loc.kind) == ("stages.1.attn.fc.2", "Conv2d", "output")
     assert loc.max_abs > ONNX_TOL.atol and len(loc.index) == 4 and loc.shape == (2, 16, 1, 1)
     assert one_line(loc).startswith("diverges first at `stages.1.attn.fc.2` (Conv2d, conv.py:")
@@ -263,7 +274,7 @@ def test_innermost_diverging_module_is_named(stages: dict, exporter: str) -> Non
 def test_a_parents_own_code_is_blamed_before_its_child(stages: dict, exporter: str) -> None:
     model, proto = stages[exporter]
     wrong = perturbed(model, proto, ("stages.1",), "Mul")  # x * self.scale, in Block's own forward
-    loc = localise_divergence(model, wrong, image(2, 3, 12, 20), "input", ONNX_TOL)
+    loc = locate(model, wrong, image(2, 3, 12, 20))
     assert loc is not None and (loc.path, loc.cls, loc.kind, loc.child) == ("stages.1", "Block", "input",
                                                                              "stages.1.conv")
     assert "in what it passes to `stages.1.conv`" in one_line(loc) and loc.line == line_of(Block, "class Block")
@@ -273,7 +284,7 @@ def test_a_parents_own_code_is_blamed_before_its_child(stages: dict, exporter: s
 def test_batchnorm_folded_into_its_conv_is_said(stages: dict, exporter: str) -> None:
     model, proto = stages[exporter]
     wrong = perturbed(model, proto, ("stages.0.conv", "stages.0.bn"), "Conv")  # the fused Conv's weight
-    loc = localise_divergence(model, wrong, image(2, 3, 12, 20), "input", ONNX_TOL)
+    loc = locate(model, wrong, image(2, 3, 12, 20))
     assert loc is not None and loc.kind == "output"
     owner = {"torchscript": "stages.0.conv", "dynamo": "stages.0.bn"}[exporter]  # where each names the fused node
     assert loc.path == owner and {loc.path, *loc.folded} == {"stages.0.conv", "stages.0.bn"}
@@ -386,5 +397,5 @@ def test_nodes_map_to_module_paths_across_the_call_stack(tmp_path: Path, exporte
     linears = [(s, n.op_type) for n, s in zip(proto.graph.node, index.scopes) if n.op_type in ("Gemm", "MatMul")]
     assert [s for s, _ in linears] == ["gate.mlp.0", "gate.mlp.2"] * 2  # both calls, each resolved to the module
     wrong = perturbed(model, proto, ("gate.mlp.2",), linears[1][1])
-    loc = localise_divergence(model, wrong, image(2, 8, 4, 4), "input", ONNX_TOL)
+    loc = locate(model, wrong, image(2, 8, 4, 4))
     assert loc is not None and loc.path == "gate.mlp.2"

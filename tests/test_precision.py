@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import attndeploy
+from attndeploy.module_events import record_events
 from attndeploy.defaults import FP16_MIN_COSINE, INT8_MIN_COSINE
 from attndeploy.errors import CheckFailed, UsageError
 from attndeploy.families.deformconv import DeformConvBlock
@@ -109,7 +110,7 @@ def test_fp16_pipeline_writes_a_checked_graph_with_its_report(tmp_path):
     assert res.onnx_path == tmp_path / "sa.fp16.onnx" and set(res.files) == {"fp32", "fp16"}
     for path in res.files.values():
         onnx.checker.check_model(onnx.load(path))   # topological order included
-    report = res.parities["fp16/onnxruntime-cpu"].to_dict()
+    report = res.parities[("fp16", "onnxruntime-cpu")].to_dict()
     assert report["passed"] and report["strict"]["passed"] and report["cosine_budget"] == FP16_MIN_COSINE
     assert {"cosine", "sqnr_db", "max_abs", "p99_rel", "finite"} <= set(report["metrics"]["output"])
     assert report["worst_module"]["path"] and [m["path"] for m in report["modules"]]
@@ -153,7 +154,8 @@ def test_int8_pipeline_trt_flavour(tmp_path):
     for trt in ("8.6", "10", "11"):
         assert not [f.format() for f in lint_onnx(graph, trt) if f.severity == "error"]
     search = res.parity.to_dict()["int8_search"]
-    assert search["sensitivity"] and all(s["module"] for s in search["sensitivity"])
+    assert search["full_cosine"] >= INT8_MIN_COSINE and search["sensitivity"] == [] and search["excluded"] == []
+    assert res.parity.reduced_fraction == 1.0  # every weighted op runs INT8
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
@@ -224,7 +226,7 @@ def test_module_errors_see_a_branch_the_output_hides(graphs):
         if t.name == "query_conv.weight":
             t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t) * 1.5, t.name))
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    records = module_errors(truth, bad, x, "input")
+    records = module_errors(record_events(truth, torch.from_numpy(x)), bad, x, "input")
     root = next(r for r in records if r["path"] == "<root>")
     assert root["change_sqnr_db"] < root["output_sqnr_db"] - 6     # the branch's own error is far larger
     worst = worst_module(records, FP16_MIN_COSINE)
@@ -267,7 +269,7 @@ def test_fp16_of_a_plugin_graph_searches_its_onnx_stand_in_and_keeps_the_plugin(
     place, and the fp16 file keeps the plugin node (fp32, no fp16 schema) between Casts."""
     res = attndeploy.export(randomize_(DeformConvBlock(16, 16), 0), (1, 16, 16, 16), tmp_path / "m.onnx",
                             precision="fp16", deform_conv="plugin")
-    assert res.passed, res.parities["fp16/onnxruntime-cpu"].failure_message()
+    assert res.passed, res.parities[("fp16", "onnxruntime-cpu")].failure_message()
     graph = onnx.load(res.files["fp16"])
     assert [(n.domain, n.op_type) for n in graph.graph.node if n.domain] == [(PLUGIN_DOMAIN, "ModulatedDeformConv2d")]
     assert any(n.op_type == "Cast" for n in graph.graph.node)

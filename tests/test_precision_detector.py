@@ -32,8 +32,8 @@ def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     model = build("yolov8n-cbam", Path(tmp_path))
     images = np.random.default_rng(21).random((CALIBRATION, 3, 640, 640), dtype=np.float32)
     res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
-    assert res.parities["fp32", "onnxruntime-cpu"].passed
-    report = res.parities["int8", "onnxruntime-cpu"]
+    assert res.parities[("fp32", "onnxruntime-cpu")].passed
+    report = res.parities[("int8", "onnxruntime-cpu")]
     detections = res.tasks["int8"]
     assert detections.passed and min(detections.details["recall"], detections.details["precision"]) >= 0.9, \
         detections.message
@@ -63,7 +63,7 @@ def test_int8_search_leaves_modules_float_until_the_detections_agree(yolo_env, t
     model = build("yolov8n-cbam", Path(tmp_path))
     images = np.random.default_rng(21).random((CALIBRATION, 3, 640, 640), dtype=np.float32)
     res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
-    search = res.parities["int8", "onnxruntime-cpu"].to_dict()["int8_search"]
+    search = res.parities[("int8", "onnxruntime-cpu")].to_dict()["int8_search"]
     failed = [r for r in search["rounds"] if r.startswith("cosine target met, task check failed: ")]
     assert search["full_cosine"] >= search["target"] and failed and search["excluded"]   # the cosine alone: done
     assert len(failed) == len(search["excluded"])      # each module left float because the detections disagreed

@@ -24,7 +24,7 @@ def test_a_correct_detector_passes_at_the_default_tolerance(v8n: nn.Module, tmp_
     res = attndeploy.export(v8n, None, tmp_path / "ok.onnx", opset=17, imgsz=320)
     assert res.passed, res.parity.failure_message()
     assert res.evidence["shape_rule"].startswith("H, W multiples of 32")
-    assert res.evidence["noise"]["method"] == "float64" and res.parity.outputs[0].channel_atol is not None
+    assert res.evidence["noise"]["method"] == "float64" and res.parity.outputs[0].limit is not None
 
 
 def test_a_one_channel_bug_in_the_box_head_fails_and_is_localised(v8n: nn.Module, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("attndeploy.cli.run_cmd", "run an ONNX model or TensorRT engine and time it"),
     "bench": ("attndeploy.cli.bench_cmd", "time eager PyTorch against the exported graphs, interleaved"),
     "matrix": ("attndeploy.cli.matrix_cmd", "export every module x opset x exporter x static/dynamic: pass/fail"),
+    "power": ("attndeploy.cli.power_cmd", "the smallest bug planted in the graph that the verdict catches"),
 }
 
 # Packages only an extra brings: a command run without one says which extra to install (exit 2).

@@ -127,6 +127,8 @@ class Verdict:
             "max_abs_err": self.max_abs_err, "min_cosine": self.min_cosine,
             "atol": self.budget.atol if given else None, "rtol": self.budget.rtol if given else None,
             "budget": self.budget.to_dict(), "reference": self.reference, "shapes": self.shapes,
+            "cosine_budget": self.budget.min_cosine if self.budget.kind == "cosine" else None,
+            "metrics": {o.name: o.stats.to_dict() for o in self.outputs if o.stats is not None},
             "outputs": [o.to_dict() for o in self.outputs], "notes": self.notes, "noise": self.noise, "blame": self.blame,
             "reduced_fraction": self.reduced_fraction,
             "strict": self.strict.to_dict() if self.strict is not None else None,

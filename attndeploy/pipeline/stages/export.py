@@ -204,7 +204,9 @@ def export(run: Run, model: PreparedModel, truth: Truth, findings: list[TorchFin
     queue: list[tuple[Route, tuple[tuple[int, ...], ...]]] = [(r, parity_shapes) for r in routes]
     failures: list[tuple[str, str]] = []
     done: Exported | None = None
-    fixed = fixed_hw_route(routes[0], truth.dynamic_axes) if 2 in truth.dynamic_axes else None
+    # H, W fixed only where the sweep was ours: shapes the user asked for must be checked as asked
+    fixed = (fixed_hw_route(routes[0], truth.dynamic_axes) if 2 in truth.dynamic_axes and not settings.parity_shapes
+             else None)
     while queue:
         route, probes = queue.pop(0)
         try:

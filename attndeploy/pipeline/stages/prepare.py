@@ -22,6 +22,7 @@ from attndeploy.pipeline.model import PreparedModel
 from attndeploy.pipeline.run import Run
 from attndeploy.settings import ExportSettings
 from attndeploy.settings_checks import source_label
+from attndeploy.settings_rules import require_calibration
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.sources import check_image_input, default_example, resolve_source, spec_of
 from attndeploy.spec import ModuleSpec
@@ -92,6 +93,8 @@ def prepare(run: Run) -> PreparedModel:
     for other in settings.parity_shapes or ():
         require(len(other) == len(shape) and (len(other) < 2 or other[1] == shape[1]),
                 "parity_shapes must keep the example's rank and channels", format_shape(shape), format_shape(other))
+    if family.task_inputs is None:  # a family that ships images (a detector's) calibrates int8 on them
+        require_calibration(settings, f"the {family.family} family ships no images")
     inputs = plan_inputs(shape, settings.inputs)
     eager = EagerModel(truth, inputs.make, settings.seed)
     outputs = _example_outputs(eager, settings.example, shape, name)
