@@ -15,6 +15,7 @@ naming the stage. A failed verdict is not a stop: the graph is written as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from attndeploy.pipeline.stages.export import ExportFailed
 from attndeploy.pipeline.stages.export import export as export_stage
 from attndeploy.pipeline.stages.lint import lint
 from attndeploy.pipeline.stages.localise import localise
-from attndeploy.pipeline.stages.precision import precision
+from attndeploy.pipeline.stages.precision import VARIANTS, precision, settings_variant
 from attndeploy.pipeline.stages.prepare import prepare
 from attndeploy.pipeline.stages.write import write
 from attndeploy.settings import ExportSettings
@@ -53,8 +54,14 @@ def lint_findings(settings: ExportSettings, log: Log | None = None
         return run.name, model.shape, lint(run, model, truth)
 
 
-def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResult:
-    """Run every wanted stage on `settings`; `log` gets progress lines."""
+def run_pipeline(settings: ExportSettings, log: Log | None = None, also: Sequence[str] = ()) -> ExportResult:
+    """Run every wanted stage on `settings`; `log` gets progress lines.
+
+    `also`: further reduced-precision graphs from the same run, named as `VARIANTS` ("fp16", "int8",
+    "int8-ort-cpu"), each judged and written (`<stem>.<label>.onnx`) like the settings' own; with `also`
+    and `settings.engine`, every graph that passed is built as an engine (a bench or self-test needs
+    several from one truth), else the final graph only.
+    """
     run = Run(settings, log or (lambda _msg: None))
     with run.stage("prepare"):
         model = prepare(run)
@@ -66,19 +73,25 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResu
     fp32 = exported.judged
     graphs: list[Judged] = [fp32]
     localisation = None
+    own = [settings_variant(settings)] if settings.precision != "fp32" else []
+    variants = own + [VARIANTS[name] for name in dict.fromkeys(also) if VARIANTS[name] not in own]
     if not fp32.passed:
         with run.stage("localise"):
             localisation = localise(run, model, truth, fp32)
-    elif settings.precision != "fp32":
-        with run.stage("precision"):
-            graphs.append(precision(run, model, truth, fp32))
+    else:
+        for variant in variants:
+            with run.stage("precision"):
+                graphs.append(precision(run, model, truth, fp32, variant))
+    final = graphs[1] if own and len(graphs) > 1 else fp32
     with run.stage("write"):
         write(model, graphs)
-    report = None
-    if settings.engine is not None and graphs[-1].passed:
-        with run.stage("engine"):
-            report = engine_stage(run, model, truth, graphs[-1])
-    result = build_result(run, model, truth, exported, graphs, findings, localisation, report)
+    engines = {}
+    if settings.engine is not None:
+        for judged in graphs if also else [final]:
+            if judged.passed:
+                with run.stage("engine"):
+                    engines[judged.candidate.key] = engine_stage(run, model, truth, judged)
+    result = build_result(run, model, truth, exported, graphs, final, findings, localisation, engines)
     path = settings.report_path(run.name)
     if path is not None:
         write_json_atomic(path, result.to_dict())

@@ -28,12 +28,14 @@ def _evidence(model: PreparedModel, truth: Truth, judged: Judged) -> dict[str, A
 
 
 def build_result(run: Run, model: PreparedModel, truth: Truth, exported: Exported, graphs: list[Judged],
-                 findings: list[TorchFinding], localisation: Localisation | None, engine: Any) -> ExportResult:
-    fp32, final = graphs[0], graphs[-1]
+                 final: Judged, findings: list[TorchFinding], localisation: Localisation | None,
+                 engines: dict[str, Any]) -> ExportResult:
+    fp32 = graphs[0]
     record = exported.record
-    primary = final.verdicts[(final.candidate.precision, run.settings.backends[0])]
+    primary = final.verdicts[(final.candidate.key, run.settings.backends[0])]
     verdicts = {k: v for judged in graphs for k, v in judged.verdicts.items()}
-    tasks = {j.candidate.precision: j.task for j in graphs if j.task is not None}
+    tasks = {j.candidate.key: j.task for j in graphs if j.task is not None}
+    engine = engines.get(final.candidate.key)
     own = [f for f in findings if f.rewrite is None]
     return ExportResult(
         name=run.name, onnx_path=final.written, opset=run.settings.opset,
@@ -42,7 +44,7 @@ def build_result(run: Run, model: PreparedModel, truth: Truth, exported: Exporte
         node_counts=node_counts(fp32.candidate.proto), warnings=record.warnings + [f"lint: {f.message()}" for f in own],
         seed=run.settings.seed, seconds={k: round(v, 3) for k, v in run.seconds.items()},
         rewrites=record.rewrites.to_dict(), lint=[f.to_dict() for f in findings], parities=verdicts,
-        files={j.candidate.precision: str(j.written) for j in graphs}, precision=final.candidate.precision,
-        engine=engine, notes=list(run.notes), tasks=tasks, evidence=_evidence(model, truth, fp32),
+        files={j.candidate.key: str(j.written) for j in graphs}, precision=final.candidate.precision,
+        engine=engine, engines=engines, notes=list(run.notes), tasks=tasks, evidence=_evidence(model, truth, fp32),
         route=fp32.candidate.route, localisation=localisation,
-        passed=all(j.passed for j in graphs) and (engine is None or engine.passed), truth=truth.data())
+        passed=all(j.passed for j in graphs) and all(e.passed for e in engines.values()), truth=truth.data())

@@ -25,7 +25,8 @@ def rejected_path(path: Path) -> Path:
 class Candidate:
     """`proto` is what is written (to `path`, or `.rejected.onnx` beside it); `runnable` what onnxruntime runs (TensorRT
     plugin nodes swapped for standard ops); `exported` the graph before onnxsim (its node names map to modules);
-    `input_axes` its dynamic input axes; `probes` the truth's probe shapes it is judged on."""
+    `input_axes` its dynamic input axes; `probes` the truth's probe shapes it is judged on; `label` names it among
+    the run's graphs and keys its verdicts ("int8-ort-cpu" beside "int8"; the precision by default)."""
 
     route: str
     exporter: str
@@ -37,6 +38,11 @@ class Candidate:
     input_axes: tuple[int, ...]
     probes: tuple[tuple[int, ...], ...]
     simplified: bool = False
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.label or self.precision
 
 
 @dataclass

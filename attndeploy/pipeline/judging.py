@@ -51,7 +51,7 @@ def judge_candidate(run: Run, model: PreparedModel, truth: Truth, candidate: Can
                 return list(runner.infer({model.input_name: x}).values())
 
             with run.timed("parity"):
-                verdict = judge(probes, run_graph, runner.output_names, budget, (candidate.precision, backend),
+                verdict = judge(probes, run_graph, runner.output_names, budget, (candidate.key, backend),
                                 truth.reference)
             judged.verdicts[(verdict.precision, verdict.backend)] = verdict
             if i == 0 and with_task:

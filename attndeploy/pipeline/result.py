@@ -35,7 +35,8 @@ class ExportResult:
     parities: dict[Key, Verdict] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)       # precision -> written path
     precision: str = "fp32"
-    engine: Any = None                                         # tensorrt.deploy.EngineReport
+    engine: Any = None                                         # tensorrt.deploy.EngineReport of the final graph
+    engines: dict[str, Any] = field(default_factory=dict)     # graph label -> EngineReport (a run's `also` graphs)
     notes: list[str] = field(default_factory=list)
     tasks: dict[str, Any] = field(default_factory=dict)       # precision -> adapters.base.TaskCheck
     evidence: dict[str, Any] = field(default_factory=dict)    # shape rule, parity inputs, the truth's reference
@@ -73,4 +74,5 @@ class ExportResult:
             "lint": self.lint,
             "bundle": self.bundle,
             **({"engine": self.engine.to_dict()} if self.engine is not None else {}),
+            **({"engines": {k: e.to_dict() for k, e in self.engines.items()}} if len(self.engines) > 1 else {}),
         }

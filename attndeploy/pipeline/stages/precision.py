@@ -19,6 +19,8 @@ none is never a pass), with per-module errors and what was kept or excluded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 import torch
@@ -43,11 +45,31 @@ from attndeploy.precision.sensitivity import Accept, quantize_to_target
 from attndeploy.precision.strict import strict_fp16_model
 from attndeploy.precision.verify import verify_reduced
 from attndeploy.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+from attndeploy.settings import ExportSettings
 from attndeploy.truth.truth import Truth
 from attndeploy.verdict import Verdict, judge
 from attndeploy.verdict.budget import reduced_budget
 
 SEARCH_PROBES = 2      # the search and the sensitivity analysis run on the first probes (the example first)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A reduced-precision graph to make: `label` names its file (`<stem>.<label>.onnx`) and keys its verdicts."""
+
+    label: str
+    precision: str           # "fp16" | "int8"
+    flavour: str = "trt"     # int8 only: "trt" | "ort-cpu"
+
+
+# the graphs a bench or self-test may ask one run for, beside the settings' own
+VARIANTS = {"fp16": Variant("fp16", "fp16"), "int8": Variant("int8", "int8", "trt"),
+            "int8-ort-cpu": Variant("int8-ort-cpu", "int8", "ort-cpu")}
+
+
+def settings_variant(settings: ExportSettings) -> Variant:
+    """The reduced graph the settings ask for (`precision`, `int8_flavour`)."""
+    return Variant(settings.precision, settings.precision, settings.int8_flavour)
 
 
 def calibration_data(run: Run, model: PreparedModel, truth: Truth) -> tuple[np.ndarray, str]:
@@ -105,14 +127,14 @@ def _task_accepts(model: PreparedModel, truth: Truth) -> Accept | None:
 
 
 def _int8(run: Run, model: PreparedModel, truth: Truth, fp32: Candidate, graph: onnx.ModelProto,
-          policy: dict[str, str]) -> tuple[onnx.ModelProto, dict]:
+          policy: dict[str, str], flavour: str) -> tuple[onnx.ModelProto, dict]:
     settings = run.settings
     probes = [truth.probe(s) for s in fp32.probes[:SEARCH_PROBES]]
     calibration, source = calibration_data(run, model, truth)
-    run.log(f"int8 ({settings.int8_flavour} flavour): calibrating on {len(calibration)} sample(s) from {source} "
+    run.log(f"int8 ({flavour} flavour): calibrating on {len(calibration)} sample(s) from {source} "
             f"({settings.calibration_method})")
     accept = _task_accepts(model, truth)
-    with Quantizer(graph, calibration, truth.input_name, settings.int8_flavour, settings.calibration_method,
+    with Quantizer(graph, calibration, truth.input_name, flavour, settings.calibration_method,
                    keep_float=policy) as quantizer:
         found = quantize_to_target(quantizer, [p.x for p in probes], [list(p.eager.values()) for p in probes],
                                    settings.int8_target, accept=accept)
@@ -123,7 +145,7 @@ def _int8(run: Run, model: PreparedModel, truth: Truth, fp32: Candidate, graph: 
         goal = f"cosine {settings.int8_target:g}" + (" and the task check" if accept is not None else "")
         run.log(f"int8: left float for {goal}: " + ", ".join(f"`{m}`" for m in found.excluded)
                 + ("" if found.passed else f" (still missed after {len(found.excluded)} module(s))"))
-    return found.model, {"int8_search": {**found.to_dict(), "flavour": settings.int8_flavour,
+    return found.model, {"int8_search": {**found.to_dict(), "flavour": flavour,
                                          "calibration_method": settings.calibration_method,
                                          "calibration_samples": len(calibration), "calibration_source": source}}
 
@@ -148,9 +170,9 @@ def _strict(truth: Truth, candidate: Candidate, target: onnx.ModelProto) -> Verd
                      ("fp16", "onnxruntime-cpu-strict-fp16"), truth.reference)
 
 
-def precision(run: Run, model: PreparedModel, truth: Truth, fp32: Judged) -> Judged:
+def precision(run: Run, model: PreparedModel, truth: Truth, fp32: Judged, variant: Variant) -> Judged:
     settings = run.settings
-    target_precision = settings.precision
+    target_precision = variant.precision
     source = _source(fp32.candidate, target_precision)
     policy = keep_nodes(source, settings.keep_fp32) if settings.keep_fp32 else {}
     for module, nodes in group_by_module(source, policy).items():
@@ -158,11 +180,12 @@ def precision(run: Run, model: PreparedModel, truth: Truth, fp32: Judged) -> Jud
     if target_precision == "fp16":
         reduced, details = _fp16(run, truth, fp32.candidate, source, policy)
     else:
-        reduced, details = _int8(run, model, truth, fp32.candidate, source, policy)
+        reduced, details = _int8(run, model, truth, fp32.candidate, source, policy, variant.flavour)
     verify_reduced(reduced, f"the {target_precision} graph")
-    path = fp32.candidate.path.with_name(f"{fp32.candidate.path.stem}.{target_precision}.onnx")
-    candidate = Candidate(f"{fp32.candidate.route} -> {target_precision}", fp32.candidate.exporter, target_precision,
-                          reduced, runnable(reduced), path, None, fp32.candidate.input_axes, fp32.candidate.probes)
+    path = fp32.candidate.path.with_name(f"{fp32.candidate.path.stem}.{variant.label}.onnx")
+    candidate = Candidate(f"{fp32.candidate.route} -> {variant.label}", fp32.candidate.exporter, target_precision,
+                          reduced, runnable(reduced), path, None, fp32.candidate.input_axes, fp32.candidate.probes,
+                          label=variant.label)
     judged = judge_candidate(run, model, truth, candidate, reduced_budget(target_precision, settings.int8_target))
     at, total = census(reduced, target_precision)
     target = onnx.load_from_string(candidate.runnable)
@@ -178,9 +201,9 @@ def precision(run: Run, model: PreparedModel, truth: Truth, fp32: Judged) -> Jud
         if i == 0:
             _modules(truth, candidate.probes[0], verdict, target)
         state = "passed" if verdict.passed else f"FAILED: {verdict.failure_message()[:300]}"
-        run.log(f"{target_precision} ({verdict.backend}): lowest cosine {verdict.min_cosine:.6f}, {at} of {total} "
+        run.log(f"{variant.label} ({verdict.backend}): lowest cosine {verdict.min_cosine:.6f}, {at} of {total} "
                 f"weighted ops at {target_precision}, {state}")
     return judged
 
 
-__all__ = ["calibration_data", "precision"]
+__all__ = ["VARIANTS", "Variant", "calibration_data", "precision", "settings_variant"]
