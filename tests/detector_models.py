@@ -6,7 +6,8 @@ no test touches the network or `$HOME`. Models are built from YAML (never a `.pt
 which would download) and get random weights that make the outputs depend on the input
 (`random_weights_`: the YAML init gives near-constant outputs).
 
-Kinds: `yolov8n`, `yolov8n-cbam` (ultralytics' own CBAM after SPPF), `yolov8n-coordatt`
+Kinds: `yolov8n`, `yolov8n-cbam` (ultralytics' own CBAM after SPPF; `yolov8n-seg-cbam`
+the same in the segment model), `yolov8n-coordatt`
 (a blog Coordinate Attention with `AdaptiveAvgPool2d((None, 1))`), `yolov8n-acmix` (the
 registry's reference ACmix), `yolov8n-dcn` (the P5 C2f with `torchvision.ops.DeformConv2d`
 in its bottleneck), `yolo11n` (C2PSA attention), `yolo12n` (A2C2f area attention).
@@ -28,6 +29,7 @@ from torchvision.ops import DeformConv2d
 from attndeploy.registry import get_spec
 
 ACmix = get_spec("acmix").reference
+TASK_SUFFIXES = ("seg", "pose", "obb")   # yolov8n-seg-cbam: ultralytics' yolov8-seg.yaml with the block
 KINDS = ("yolov8n", "yolov8n-cbam", "yolov8n-coordatt", "yolov8n-acmix", "yolov8n-dcn", "yolo11n", "yolo12n")
 BLOCK_AFTER_SPPF = {"cbam": [-1, 1, "CBAM", [256]], "coordatt": [-1, 1, "CoordAtt", [256, 256]],
                     "acmix": [-1, 1, "ACmix", [256, 256]]}
@@ -125,9 +127,10 @@ def model_yaml(kind: str, folder: Path) -> str:
         return f"{kind}.yaml"
     from ultralytics.utils import ROOT
 
-    cfg = yaml.safe_load((ROOT / "cfg/models/v8/yolov8.yaml").read_text())
+    task = next((t for t in TASK_SUFFIXES if kind.startswith(f"yolov8n-{t}-")), None)
+    cfg = yaml.safe_load((ROOT / f"cfg/models/v8/yolov8{f'-{task}' if task else ''}.yaml").read_text())
     cfg["scale"] = "n"
-    block = kind.split("-", 1)[1]
+    block = kind.rsplit("-", 1)[1]
     if block == "dcn":
         cfg["backbone"][P5_C2F_INDEX] = [-1, 1, "C2fDCN", [256]]
     else:
@@ -177,3 +180,50 @@ def yolo(kind: str = "yolov8n-cbam", folder: str | None = None, seed: int = 0) -
         wrapper = YOLO(model_yaml(kind, where), verbose=False)
     random_weights_(wrapper.model, seed)
     return wrapper
+
+
+@torch.no_grad()
+def confident_(model: nn.Module, imgsz: int = 320, boxes: int = 30) -> nn.Module:
+    """Class biases shifted so that about `boxes` anchors score above ultralytics' default conf 0.25 on bus.jpg (as a
+    trained detector's few dozen confident boxes; random weights alone put none there). Every class logit of the
+    head's one-to-many branch (and its one-to-one branch, if any) moves by the same constant."""
+    from attndeploy.adapters.ultralytics_task import letterboxed_images
+
+    head: Any = model.model[-1]
+    was = model.training
+    model.eval()
+    raw = model(torch.from_numpy(letterboxed_images((imgsz, imgsz))[:1].copy()))
+    while isinstance(raw, (tuple, list)):
+        raw = raw[0]
+    model.train(was)
+    probs = raw[0, 4:4 + head.nc].amax(0).clamp(1e-7, 1 - 1e-7)
+    logit = torch.log(probs / (1 - probs)).sort(descending=True).values
+    shift = float(torch.log(torch.tensor(0.25 / 0.75)) - (logit[boxes - 1] + logit[boxes]) / 2)
+    branches = [head.cv3] + ([head.one2one_cv3] if getattr(head, "one2one_cv3", None) is not None else [])
+    for branch in branches:
+        for level in branch:
+            level[-1].bias[:head.nc] += shift
+    return model
+
+
+def tiny_detr_yaml(folder: Path, name: str = "tiny-detr") -> Path:
+    """A small RT-DETR (ultralytics' rtdetr-l.yaml with fewer, narrower layers and a 2-layer, 64-wide decoder with
+    100 queries), named without "rtdetr": the YAML's head, not its name, must make it an RT-DETR."""
+    from ultralytics.utils import ROOT
+
+    cfg = yaml.safe_load((ROOT / "cfg/models/rt-detr/rtdetr-l.yaml").read_text())
+    cfg["scales"] = {"n": [0.33, 0.25, 256]}
+    cfg["scale"] = "n"
+    for row in cfg["backbone"]:
+        if row[2] == "HGBlock":
+            row[1] = 1
+            row[3][:2] = [max(8, row[3][0] // 4), max(16, row[3][1] // 4)]
+    for row in cfg["head"]:
+        if row[2] == "AIFI":
+            row[3] = [128, 4]
+        elif row[2] == "RepC3":
+            row[1] = 1
+    cfg["head"][-1][3] = ["nc", 64, 100, 4, 4, 2, 128]
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

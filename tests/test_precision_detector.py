@@ -4,8 +4,9 @@ Built from YAML offline (`tests.detector_models`: random weights that make the o
 depend on the input). The precision stage starts from the fp32 graph verified at the
 pipeline's default (noise-scaled) tolerance; the detection check on the int8 graph uses the
 reduced-precision rule (class-matched boxes at IoU >= 0.5, >= 90% of each side's boxes found in the
-other's at the threshold moved by int8's 15% score slack); the int8 search leaves sensitive modules
-float until that check passes, not only until the cosine target is met.
+other's at the threshold moved by int8's 15% score slack) and reports what INT8 did to the scores (the
+mean and worst relative shift, the boxes kept per class and per stride); the int8 search leaves
+sensitive modules float until that check passes, not only until the cosine target is met.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     res = attndeploy.export(model, (1, 3, 640, 640), tmp_path / "y.onnx", precision="int8", calibration=images)
     assert res.parities[("fp32", "onnxruntime-cpu")].passed
     report = res.parities[("int8", "onnxruntime-cpu")]
+    detections = res.tasks["int8"]
+    assert detections.passed and min(detections.details["recall"], detections.details["precision"]) >= 0.9, \
+        detections.message
+    shift, kept = detections.details["score_shift"], detections.details["kept_by_class"]   # what INT8 did to scores
+    assert shift["matched"] > 0 and abs(shift["mean"]) <= abs(shift["worst"]) and "score shift mean" in detections.message
+    assert kept and all(0 <= k <= t for k, t in kept.values()) and detections.details["kept_by_stride"]
     assert report.passed and report.min_cosine >= INT8_MIN_COSINE, report.failure_message()
     search = report.to_dict()["int8_search"]
     paths = [s["module"] for s in search["sensitivity"]]
@@ -43,9 +50,6 @@ def test_yolov8n_cbam_int8(yolo_env, tmp_path):  # noqa: F811
     onnx.checker.check_model(graph)
     assert all(np.all(z == 0) for z in zero_points(graph))
     assert not [f for f in lint_onnx(graph, "10") if f.severity == "error"]
-    detections = res.tasks["int8"]
-    assert detections.passed and min(detections.details["recall"], detections.details["precision"]) >= 0.9, \
-        detections.message
     assert res.passed and res.onnx_path.name == "y.int8.onnx"
 
 

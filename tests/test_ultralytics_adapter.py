@@ -176,11 +176,9 @@ def test_baked_anchor_export_is_caught(tmp_path: Path, v8n: nn.Module) -> None:
 
 
 def test_detection_comparison_and_threshold() -> None:
-    from attndeploy.adapters.ultralytics_task import (
-        choose_conf,
-        compare_detections,
-        matched_pairs,
-    )
+    from attndeploy.adapters.ultralytics_detections import Layout
+    from attndeploy.adapters.ultralytics_match import compare_detections, matched_pairs
+    from attndeploy.adapters.ultralytics_threshold import choose_threshold
 
     a = torch.tensor([[10.0, 10.0, 50.0, 60.0, 0.9, 3.0], [100.0, 100.0, 150.0, 180.0, 0.5, 7.0]])
     assert compare_detections(a, a.flip(0)) == (None, 1.0)
@@ -192,16 +190,19 @@ def test_detection_comparison_and_threshold() -> None:
     swapped[0, 5] = 4.0
     assert compare_detections(a, swapped)[0] == "the classes differ"
     assert compare_detections(a, a[:1])[0] == "2 eager detections vs 1 in the graph"
-    assert matched_pairs(a, moved) == 2 and matched_pairs(a, swapped) == 1 and matched_pairs(a, a[:0]) == 0
-    assert matched_pairs(a, torch.cat([a[:1], a[:1]])) == 1     # a graph box matches one eager box only
+    rescored = a.clone()
+    rescored[1, 4] *= 1.01
+    assert "score" in (compare_detections(a, rescored)[0] or "")                  # same box, score 1% off
+    assert matched_pairs(a, moved, 0.5) == 2 and matched_pairs(a, swapped, 0.5) == 1 and matched_pairs(a, a[:0], 0.5) == 0
+    assert matched_pairs(a, torch.cat([a[:1], a[:1]]), 0.5) == 1     # a graph box matches one eager box only
     pred = torch.zeros((1, 84, 400))
     pred[0, 0] = torch.arange(400) * 50.0                     # boxes far apart: no NMS interplay
     pred[0, 2:4] = 10.0
     pred[0, 4] = 0.0039
     pred[0, 4, :30] = torch.linspace(0.02, 0.01, 30)
     pred[0, 4, 30:60] = torch.linspace(0.005, 0.004, 30)      # the widest relative gap: 0.01 -> 0.005
-    conf, why = choose_conf(pred, 80)
-    assert 0.005 < conf < 0.01 and "random weights" in why and "0 same-class pair(s)" in why
+    threshold = choose_threshold(pred, Layout(nc=80, imgsz=(640, 640)))
+    assert threshold.conf is not None and 0.005 < threshold.conf < 0.01 and "relative gap" in threshold.why
 
 
 def test_pin_static_output_dims_fixes_the_class_axis() -> None:

@@ -7,21 +7,23 @@ Chosen by type: the root is an ultralytics `Model` wrapper (`YOLO(...)`, unwrapp
 Nothing is patched at import, and ultralytics is imported only when such a model arrives.
 
 What `prepare` does, in the order of `ultralytics.engine.exporter.Exporter.__call__`
-(format "onnx", nms off): gradients off, eval, float32; the NMS-free branch off
-(`end2end = False`, as for `nms=None`); `model.fuse()` (Conv+BN, RepConv, the unused head
-branch); every `Detect`-family head and `RTDETRDecoder` in export mode with dynamic anchors
-when the export is dynamic (`export=True, dynamic=..., format="onnx"`, `max_det` clamped to
-the anchors), `Classify`-like heads in export mode, `C2f` blocks on `forward_split`. Then:
-input `images` (N, C, H, W); outputs `output0` (N, 4 + nc [+ extra], A) — dynamic on N and
-the anchor count A only — and `output1` (N, 32, H/4, W/4) for segment models; the shape
-rule "H, W multiples of the largest stride"; the example `(batch, C, *imgsz)`; ultralytics'
-metadata so `YOLO("x.onnx")` reads the class names back; and a detection-level check
-(`ultralytics_task`).
+(format "onnx"): gradients off, eval, float32; the head branch `settings.nms` asks for
+(`ultralytics_nms`: the NMS-free one-to-one branch only for nms=False); `model.fuse()`
+(Conv+BN, RepConv, the unused head branch); every `Detect`-family head and `RTDETRDecoder` in
+export mode with dynamic anchors when the export is dynamic (`export=True, dynamic=...,
+format="onnx"`, `max_det` clamped to the anchors), `Classify`-like heads in export mode, `C2f`
+blocks on `forward_split`; for nms=True, ultralytics' `NMSModel` around it. Then: input
+`images` (N, C, H, W); outputs `output0` (N, 4 + nc [+ extra], A) — dynamic on N and the
+anchor count A only — or, with nms=True/False, detection rows (N, max_det, 6 [+ extra]); and
+`output1` (N, 32, H/4, W/4) for segment models; the shape rule "H, W multiples of the largest
+stride"; the example `(batch, C, *imgsz)`; ultralytics' metadata so `YOLO("x.onnx")` reads the
+class names back; and a detection-level check (`ultralytics_task`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from torch import nn
 
 from attndeploy.adapters.base import Prepared, metadata_strings
 from attndeploy.adapters.ultralytics_lint import refine_findings
+from attndeploy.adapters.ultralytics_nms import PostProcess, choose_postprocess, head_options, output_layout, wrap_for_nms
 from attndeploy.errors import UsageError, require
 from attndeploy.lint.findings import TorchFinding
 from attndeploy.settings import ExportSettings
@@ -40,6 +43,7 @@ WRAPPER = ("ultralytics.engine.model", "Model")            # YOLO(...), RTDETR(.
 BASE_MODEL = ("ultralytics.nn.tasks", "BaseModel")         # DetectionModel, SegmentationModel ...
 DEFAULT_IMGSZ = 640
 INPUT = "images"
+NMS_ARGS = ("max_det", "conf", "iou", "agnostic_nms")   # ultralytics' export arguments, in the metadata's args
 
 
 def _in_mro(obj: Any, where: tuple[str, str]) -> bool:
@@ -107,8 +111,8 @@ def fit_imgsz(settings: ExportSettings, stride: int) -> tuple[int, tuple[int, in
     return settings.batch or 1, fitted, notes
 
 
-def _set_heads(net: Any, dynamic: bool, imgsz: tuple[int, int]) -> list[str]:
-    """Heads in export mode as ultralytics' exporter sets them (format onnx, nms off); returns notes."""
+def _set_heads(net: Any, dynamic: bool, imgsz: tuple[int, int], post: PostProcess) -> list[str]:
+    """Heads in export mode as ultralytics' exporter sets them (format onnx, `post`'s NMS options); returns notes."""
     detect_like, export_only = _detect_like(), _export_only_heads()
     notes: list[str] = []
     available = sum(int(imgsz[0] / s) * int(imgsz[1] / s) for s in net.stride.tolist())
@@ -116,8 +120,8 @@ def _set_heads(net: Any, dynamic: bool, imgsz: tuple[int, int]) -> list[str]:
     for path, m in net.named_modules():
         if isinstance(m, detect_like):
             m.dynamic, m.export, m.format = dynamic, True, "onnx"
-            m.max_det = min(300, m.num_queries if hasattr(m, "num_queries") else available)
-            m.agnostic_nms, m.xyxy, m.shape = False, False, None
+            head_options(m, post, m.num_queries if hasattr(m, "num_queries") else available)
+            m.shape = None
             if isinstance(vars(m).get("stride"), torch.Tensor):  # a build-time constant, read in forward
                 stride = m.stride.clone()  # the model's .stride is the same tensor
                 delattr(m, "stride")
@@ -144,7 +148,15 @@ def _norms(net: Any) -> int:
     return sum(1 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def outputs_of(net: Any) -> tuple[list[str], dict[str, tuple[int, ...]], str]:
+def extra_channels(head: Any) -> int:
+    """The task values after a detection's class scores: mask coefficients, keypoints, or an OBB's angle."""
+    from ultralytics.nn.modules.head import OBB
+
+    return int(getattr(head, "nm", 0) or 0) + int(math.prod(getattr(head, "kpt_shape", (0,)) or (0,))) \
+        + (1 if isinstance(head, OBB) else 0)
+
+
+def outputs_of(net: Any, post: PostProcess) -> tuple[list[str], dict[str, tuple[int, ...]], str]:
     """Output names, their dynamic dims, and a one-line description of `output0`, from the model's head."""
     from ultralytics.nn.modules import head as H
 
@@ -153,19 +165,18 @@ def outputs_of(net: Any) -> tuple[list[str], dict[str, tuple[int, ...]], str]:
     if isinstance(last, H.Classify):
         return ["output0"], {"output0": (0,)}, f"(batch, {nc} class probabilities)"
     if isinstance(last, H.RTDETRDecoder):
-        return ["output0"], {"output0": (0,)}, f"(batch, queries, 4 + {nc})"
+        return ["output0"], {"output0": (0,)}, f"(batch, {last.max_det} rows: cx, cy, w, h (0..1), score, class)"
     if not isinstance(last, H.Detect):
         return ["output0"], {"output0": (0, 2, 3)}, "(batch, C, H, W)"
-    end2end = bool(getattr(last, "end2end", False))
-    extra = int(getattr(last, "nm", 0) or 0) + int(math.prod(getattr(last, "kpt_shape", (0,)) or (0,))) \
-        + (1 if isinstance(last, H.OBB) else 0)
+    extra = extra_channels(last)
     what = f"4 box + {nc} class scores" + (f" + {extra} task values" if extra else "")
-    axes: dict[str, tuple[int, ...]] = {"output0": (0,) if end2end else (0, 2)}
-    desc = "(batch, max_det, 6 + extra)" if end2end else f"(batch, {4 + nc + extra} = {what}, anchors)"
+    raw_axes: dict[str, tuple[int, ...]] = {"output0": (0, 2)}
+    axes, desc = output_layout(post, net.task, nc, extra) if post.rows \
+        else (raw_axes, f"(batch, {4 + nc + extra} = {what}, anchors)")
     names = ["output0"]
     if isinstance(last, H.Segment):
         names.append("output1")
-        axes["output1"] = (0, 2, 3)
+        axes["output1"] = (0, 2, 3) if 0 in axes["output0"] else (2, 3)
     return names, axes, desc
 
 
@@ -175,8 +186,8 @@ def channels_of(net: Any) -> int:
     return int(yaml.get("channels", 3)) if isinstance(yaml, dict) else 3
 
 
-def metadata_for(net: Any, names: dict[int, str], imgsz: tuple[int, int], batch: int,
-                 settings: ExportSettings) -> dict[str, str]:
+def metadata_for(net: Any, names: dict[int, str], imgsz: tuple[int, int], batch: int, settings: ExportSettings,
+                 post: PostProcess) -> dict[str, str]:
     """What ultralytics' exporter writes into `metadata_props` (its loader reads these back), plus our version."""
     import ultralytics
 
@@ -191,8 +202,9 @@ def metadata_for(net: Any, names: dict[int, str], imgsz: tuple[int, int], batch:
         "task": getattr(net, "task", None) or "detect", "head": type(last).__name__, "batch": batch,
         "imgsz": list(imgsz), "names": names, "channels": channels_of(net),
         "end2end": bool(getattr(net, "end2end", False)),
-        "args": {"batch": batch, "dynamic": settings.dynamic, "half": False, "int8": False, "nms": False,
-                 "opset": settings.opset, "simplify": settings.simplify, "imgsz": list(imgsz)},
+        "args": {"batch": batch, "dynamic": settings.dynamic, "half": False, "int8": False,
+                 "nms": post.mode == "embedded", "opset": settings.opset, "simplify": settings.simplify,
+                 "imgsz": list(imgsz), **{k: v for k, v in post.to_dict().items() if k in NMS_ARGS}},
     }
     if getattr(last, "kpt_shape", None) is not None:
         meta["kpt_shape"] = list(last.kpt_shape)
@@ -229,42 +241,47 @@ class UltralyticsAdapter:
         for p in net.parameters():
             p.requires_grad = False
         net.eval().float()
-        if hasattr(net, "end2end"):
-            net.end2end = False  # ultralytics' exporter with nms=None: one-to-many outputs for external NMS
+        post, post_notes = choose_postprocess(net, settings, task)
         norms = _norms(net)
         net = net.fuse(verbose=False)
         pairs = norms - _norms(net)
         notes.append(f"eval, float32, gradients off; fused {pairs} Conv+BatchNorm pair(s) (ultralytics' fuse)")
         stride = int(max(net.stride))
         batch, imgsz, size_notes = fit_imgsz(settings, stride)
+        post = replace(post, batch=batch) if post.batch is not None else post   # NMS in the graph: the example's N
         notes += size_notes
-        notes += _set_heads(net, settings.dynamic, imgsz)
+        notes += _set_heads(net, settings.dynamic, imgsz, post)
         split = _split_c2f(net)
         if split:
             notes.append(f"{split} C2f block(s) on forward_split (as ultralytics exports them)")
-        output_names, output_axes, desc = outputs_of(net)
-        notes.append(f"input images (batch, 3, H, W), H and W multiples of {stride}; output0 {desc}"
-                     + ("; output1 mask prototypes (batch, 32, H/4, W/4)" if len(output_names) > 1 else ""))
+        output_names, output_axes, desc = outputs_of(net, post)
+        notes += [*post_notes, post.describe(), f"input images (batch, 3, H, W), H and W multiples of {stride}; "
+                  f"output0 {desc}" + ("; output1 mask prototypes (batch, 32, H/4, W/4)" if len(output_names) > 1
+                                       else "")]
         channels = channels_of(net)
         from attndeploy.adapters.ultralytics_task import task_checker
 
-        task_inputs, task_check = task_checker(task, imgsz, int(getattr(head, "nc", 0) or len(names))) or (None, None)
+        check_conf = None if post.mode == "embedded" else settings.conf
+        task_inputs, task_check = task_checker(net, task, imgsz, post, check_conf) or (None, None)
         return Prepared(
-            model=net, family=self.family, notes=notes, input_name=INPUT, output_names=output_names,
-            output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
-            example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings),
-            name=model_name(net), task=task, task_inputs=task_inputs, task_check=task_check,
-            engine_shapes=engine_profile((batch, channels, *imgsz), stride))
+            model=wrap_for_nms(net, post, settings), family=self.family, notes=notes, input_name=INPUT,
+            output_names=output_names, output_axes=output_axes if settings.dynamic else {}, hw_multiple=stride,
+            example=(batch, channels, *imgsz), metadata=metadata_for(net, names, imgsz, batch, settings, post),
+            name=model_name(net), task=task, task_inputs=task_inputs, task_batch=post.batch, task_check=task_check,
+            engine_shapes=engine_profile((batch, channels, *imgsz), stride, post.batch is not None),
+            postprocess=post.to_dict(), row_outputs=("output0",) if post.rows else ())
 
 
-def engine_profile(example: tuple[int, ...], stride: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def engine_profile(example: tuple[int, ...], stride: int,
+                   fixed_batch: bool = False) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(min, opt, max) input shapes of a TensorRT profile as ultralytics' own engine export derives them.
 
     `example` (N, C, H, W) from `--batch` / `--imgsz`: min (1, C, stride, stride), opt the
-    example, max (N, C, 2H, 2W) — ultralytics uses (1, C, 32, 32) / (N, C, H, W) / (N, C, 2H, 2W).
+    example, max (N, C, 2H, 2W) — ultralytics uses (1, C, 32, 32) / (N, C, H, W) / (N, C, 2H, 2W);
+    `fixed_batch` (NMS in the graph): N in all three.
     """
     n, c, h, w = example
-    return (1, c, stride, stride), (n, c, h, w), (n, c, 2 * h, 2 * w)
+    return (n if fixed_batch else 1, c, stride, stride), (n, c, h, w), (n, c, 2 * h, 2 * w)
 
 
 def check_ultralytics_installed() -> None:

@@ -3,7 +3,10 @@
     model = build_from_yaml("yolov8n-cbam.yaml", custom_modules="blocks.py")   # a DetectionModel
     model = load_checkpoint("runs/train/weights/best.pt", trust=True)           # runs the pickle's code
 
-YAML: built through ultralytics (`YOLO(path)`), as `yolo train model=...yaml` builds it.
+YAML: built through ultralytics, as `yolo train model=...yaml` builds it, by the class of
+the YAML's family: `RTDETR(path)` when its last head layer is an `RTDETRDecoder` (or the file
+is named `rtdetr*`, as ultralytics' CLI guesses), else `YOLO(path)` (which itself turns
+YOLO-World and YOLOE YAMLs into their classes).
 Its parser (`ultralytics.nn.tasks.parse_model`) resolves a layer's module name with
 `globals()[name]` in `ultralytics.nn.tasks`; the `nn.Module` classes of `custom_modules`
 (defined or imported there) are made visible under their names for the build only, and
@@ -36,6 +39,7 @@ from attndeploy.errors import UsageError, first_line, require
 from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
 
+YAML_SECTIONS = ("backbone", "head")
 TRUST_HINT = ("an ultralytics checkpoint is a pickle: loading it runs code from the file; if you trust where it came "
               "from, pass --trust-checkpoint (Python: trust_checkpoint=True)")
 
@@ -109,6 +113,29 @@ def _names_from_yaml(model: Any) -> None:
         model.names = {int(k): str(v) for k, v in names.items()}
 
 
+def head_module(path: Path) -> str:
+    """The module name of the YAML's last head layer (`Detect`, `RTDETRDecoder` ...), "" when it cannot be read
+    (ultralytics' build then says why)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        cfg = yaml_model_load(path)
+        return str(cfg["head"][-1][2])
+    except Exception:  # a malformed YAML: the build reports it in ultralytics' words
+        return ""
+
+
+def family_class(path: Path) -> Any:
+    """Ultralytics' model class for the YAML at `path`: `RTDETR` for an RT-DETR decoder head, else `YOLO`."""
+    if "RTDETR" in head_module(path) or "rtdetr" in path.stem.lower():
+        from ultralytics import RTDETR
+
+        return RTDETR
+    from ultralytics import YOLO
+
+    return YOLO
+
+
 def build_from_yaml(path: str | Path, custom_modules: Path | None = None) -> Any:
     """The ultralytics model (`DetectionModel` ...) a model YAML describes, built offline by ultralytics.
 
@@ -118,13 +145,14 @@ def build_from_yaml(path: str | Path, custom_modules: Path | None = None) -> Any
     path = Path(path).expanduser()
     require(path.is_file() or path.name == str(path), "the model YAML must exist", "an existing .yaml file, or the "
             "name of one ultralytics ships (yolov8n.yaml, yolo11n-seg.yaml ...)", str(path))
-    from ultralytics import YOLO
-
     with custom_modules_file(custom_modules) as classes, visible_to_yaml_parser(classes):
         with calling_user_code(f"building {path.name} with ultralytics"):
             try:
-                model: Any = YOLO(str(path), verbose=False).model
+                model: Any = family_class(path)(str(path)).model
             except KeyError as err:
+                if err.args and err.args[0] in YAML_SECTIONS:
+                    raise UsageError("a model YAML needs its layer sections", f"{' and '.join(YAML_SECTIONS)} lists",
+                                     f"no {err.args[0]!r} in {path.name}") from err
                 where = f" from {custom_modules}" if custom_modules else ""
                 raise UsageError(f"{path.name} names a module ultralytics' YAML parser does not know",
                                  f"an ultralytics layer or a class given with --custom-modules FILE.py{where}",

@@ -1,4 +1,9 @@
-"""onnxsim without its own numeric check: the pipeline's parity stage checks the simplified graph."""
+"""onnxsim without its own numeric check: the pipeline's parity stage checks the simplified graph.
+
+onnxsim also writes its debug record into the model's `metadata_props` (`onnxsim.removed_nodes`:
+long lists of node names, its options ...): dropped here, so a written file carries its model
+family's metadata and attndeploy's own only.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,19 @@ class SimplifyReport:
     kept: str  # "simplified", or "original" (onnxsim's graph would be larger, or failed parity)
 
 
+SIMPLIFIER_PREFIX = "onnxsim."
+
+
+def strip_simplifier_metadata(model: onnx.ModelProto) -> list[str]:
+    """Drop onnxsim's `onnxsim.*` entries from the model's `metadata_props` (in place); returns their keys."""
+    entries = [(p.key, p.value) for p in model.metadata_props]
+    del model.metadata_props[:]
+    for key, value in entries:
+        if not key.startswith(SIMPLIFIER_PREFIX):
+            model.metadata_props.add(key=key, value=value)
+    return [key for key, _ in entries if key.startswith(SIMPLIFIER_PREFIX)]
+
+
 def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tuple[onnx.ModelProto, SimplifyReport]:
     """Simplify `model` with onnxsim (shapes inferred at `test_shape`), without onnxsim's own numeric check.
 
@@ -33,6 +51,7 @@ def simplify(model: onnx.ModelProto, input_name: str, test_shape: Shape) -> tupl
     except Exception as err:  # onnxsim raises bare RuntimeErrors from its C++ core
         raise CheckFailed(f"onnxsim failed: {first_line(err)}") from err
     set_min_ir_version(simplified)
+    strip_simplifier_metadata(simplified)
     before, after = len(model.graph.node), len(simplified.graph.node)
     if after > before:
         return model, SimplifyReport(before, after, "original")

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, TensorProto, numpy_helper
+from onnx import AttributeProto, TensorProto
 
 from attndeploy.lint.findings import ERROR, WARNING, Finding
 from attndeploy.lint.onnx_file import load_model
 from attndeploy.lint.precision_lint import reduced_precision_rules
 from attndeploy.lint.scopes import module_scope
+from attndeploy.lint.trt_detect_ops import QDQ, detection_op_rules
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
     POOL_OPS,
@@ -53,12 +54,14 @@ class _ParserChecks:
             inferred = model
         self.ranks: dict[str, int] = {}
         self.elem: dict[str, int] = {}
+        self.dims: dict[str, list[int | None]] = {}
         for g in all_graphs(inferred.graph):
             for v in (*g.input, *g.output, *g.value_info):
                 t = v.type.tensor_type
                 self.elem[v.name] = t.elem_type
                 if t.HasField("shape"):
                     self.ranks[v.name] = len(t.shape.dim)
+                    self.dims[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
         self.constants: dict[str, TensorProto] = {}
         for g in all_graphs(model.graph):
             self.constants.update({t.name: t for t in g.initializer})
@@ -71,10 +74,17 @@ class _ParserChecks:
                 if n.op_type == "Identity" and n.input and n.input[0] in self.constants and n.output:
                     self.constants[n.output[0]] = self.constants[n.input[0]]
         self.consumers: dict[str, onnx.NodeProto] = {}
+        self.producers: dict[str, onnx.NodeProto] = {}
         for g in all_graphs(model.graph):
             for n in g.node:
                 for name in n.input:
                     self.consumers.setdefault(name, n)
+                self.producers.update({name: n for name in n.output if name})
+        self.quantized = any(n.op_type in QDQ for g in all_graphs(model.graph) for n in g.node)
+
+    @property
+    def where(self) -> str:
+        return f"JetPack {self.s.jetpack}'s TensorRT {self.s.release}" if self.s.jetpack else f"TensorRT {self.s.key}"
 
     def add(self, severity: str, rule: str, node: onnx.NodeProto | None, message: str) -> None:
         if node is None:
@@ -120,7 +130,11 @@ class _ParserChecks:
         hint = f" ({HINTS[op]})" if op in HINTS else ""
         if op in s.supported:
             since = s.supported[op]
-            if version_tuple(since) > version_tuple(s.baseline):
+            if s.release is not None and version_tuple(since) > version_tuple(s.release):
+                self.add(ERROR, "op-since", node, f"{op} is parsed from TensorRT {since} on; {self.where} refuses "
+                         f"it{hint}")
+                return
+            if s.release is None and version_tuple(since) > version_tuple(s.baseline):
                 self.add(WARNING, "op-since", node, f"{op} is parsed from TensorRT {since} on; "
                          f"older {s.key}.x releases refuse it{hint}")
         elif op in s.unsupported:
@@ -132,8 +146,10 @@ class _ParserChecks:
             return
         self.check_constant_inputs(node)
         checks = {"Pad": self.check_pad, "GridSample": self.check_gridsample, "DeformConv": self.check_deformconv,
-                  "LayerNormalization": self.check_layernorm, "Resize": self.check_resize, "TopK": self.check_topk,
+                  "LayerNormalization": self.check_layernorm, "Resize": self.check_resize,
                   "Constant": self.check_constant}
+        for severity, rule, where, message in detection_op_rules(self, node):
+            self.add(severity, rule, where, message)
         if op in POOL_OPS:
             self.check_pool(node)
         elif op in checks:
@@ -146,7 +162,11 @@ class _ParserChecks:
             if node.input[rule.index] in self.constants:
                 continue
             tensor = node.input[rule.index]
-            if rule.relaxed_since is None:
+            accepted = (rule.relaxed_since is not None and self.s.release is not None
+                        and version_tuple(rule.relaxed_since) <= version_tuple(self.s.release))
+            if accepted:
+                continue
+            if rule.relaxed_since is None or self.s.release is not None:
                 self.add(ERROR, "constant-input", node, f"input {rule.index} ({rule.name}) of {node.op_type} must be "
                          f"an initializer or a Constant node's output, got the computed tensor {tensor!r} "
                          "(fold constants: onnxsim or polygraphy surgeon sanitize --fold-constants)")
@@ -223,16 +243,6 @@ class _ParserChecks:
         if antialias is not None and antialias.i and self.s.key != "8.6":
             self.add(ERROR, "resize-mode", node, "Resize antialiasing is not supported")
 
-    def check_topk(self, node: onnx.NodeProto) -> None:
-        if self.s.topk_max_k is None:
-            return
-        sorted_attr = self._attr(node, "sorted")
-        if sorted_attr is not None and sorted_attr.i == 0:
-            self.add(ERROR, "topk", node, "TopK must be sorted (sorted=1)")
-        k = self.constants.get(node.input[1]) if len(node.input) > 1 else None
-        if k is not None and int(numpy_helper.to_array(k).max(initial=0)) >= self.s.topk_max_k:
-            self.add(ERROR, "topk", node, f"TopK K must be < {self.s.topk_max_k}, got {numpy_helper.to_array(k)}")
-
     def check_constant(self, node: onnx.NodeProto) -> None:
         bad = [a.name for a in node.attribute if a.name in ("sparse_value", "value_string", "value_strings")]
         if bad:
@@ -273,9 +283,12 @@ class _ParserChecks:
                      "float32 with clamping and refuses float64 tensors): export in float32")
 
 
-def lint_onnx(model_or_path: onnx.ModelProto | str | Path | bytes, trt: str = "10") -> list[Finding]:
-    """Findings for `model_or_path` against TensorRT `trt`'s ONNX parser ("8.6", "10" or "11"), errors first."""
-    support = parser_support(trt)
+def lint_onnx(model_or_path: onnx.ModelProto | str | Path | bytes, trt: str | None = "10",
+              jetpack: str | None = None) -> list[Finding]:
+    """Findings for `model_or_path` against TensorRT `trt`'s ONNX parser ("8.6", "10" or "11"), or the exact
+    TensorRT release a `jetpack` ships ("6.1", "6.2": then a rule relaxed by a later release is an error), errors
+    first."""
+    support = parser_support(None if jetpack is not None and trt == "10" else trt, jetpack)
     return _ParserChecks(load_model(model_or_path), support).run()
 
 

@@ -19,6 +19,20 @@ Sources (read, not copied; operator lists transcribed from the support matrices)
   QuantizeLinear FP32/FP16/BF16, DequantizeLinear INT8/FP8/INT4; both: zero point must be 0).
 - Pooling window volume must stay < 100000 (TensorRT's MAX_KERNEL_DIMS_PRODUCT check in
   addPoolingNd): https://github.com/onnx/onnx-tensorrt/issues/937 (8.6.1), issues/333.
+- TopK and NonMaxSuppression (`trt_detect_ops` applies them): both parsed by 8.6, 10 and 11
+  (release/8.6-GA and 10.1-GA operators.md, FP32/FP16; NonMaxSuppression native since 8.5 GA,
+  Changelog.md). TopK's K from a tensor (not only the opset-1 attribute or an initializer) is
+  parsed since 8.6 EA ("Added support for TopK operators with dynamic K values", Changelog.md;
+  `ITopKLayer::setInput(1, ...)` appears in the 8.6 API): TensorRT takes it as a shape tensor,
+  so it must follow from shapes and constants, not from tensor values. K <= 3840 and K <= the
+  axis' size for every release (TensorRT's TopK operator page,
+  https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/operators/TopK.html; 10.1-GA
+  operators.md says "less than 3840" and `sorted` must be 1). TensorRT's NMS layer keeps only
+  the top 5000 boxes per image by score before NMS (2000 on SM 5.3 / 6.2 devices) where ONNX
+  keeps all: https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/operators/NMS.html.
+- JetPack: 6.1 and 6.2 ship TensorRT 10.3 (https://docs.pytorch.org/TensorRT/getting_started/
+  jetpack.html); TensorRT 10.3 on JetPack 6 fails to build INT8 engines of graphs with NMS or
+  the NMS-free TopK head (ultralytics' exporter refuses them: ultralytics issues 23841, 26655).
 - ModulatedDeformConv2d plugin fields: https://github.com/NVIDIA/TensorRT/blob/main/plugin/
   modulatedDeformConvPlugin/README.md (stride, padding, dilation: int[2]; group,
   deformable_group: int; inputs x, offset, mask, weight[, bias]; initial release Jan 2023,
@@ -29,11 +43,11 @@ Sources (read, not copied; operator lists transcribed from the support matrices)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from onnx import TensorProto
 
-from attndeploy.errors import unknown_name
+from attndeploy.errors import require, unknown_name
 
 
 def _ops(text: str) -> frozenset[str]:
@@ -158,7 +172,10 @@ class ParserSupport:
     resize_modes: frozenset[str] = frozenset({"nearest", "linear"})
     resize_coordinate_modes: frozenset[str] = frozenset(
         {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
-    topk_max_k: int | None = None
+    topk_max_k: int = 3840
+    nms_box_limit: int = 5000                                # boxes TensorRT's NMS layer considers per image
+    release: str | None = None                               # the exact release, when known (a JetPack's)
+    jetpack: str | None = None
     fp16_unsupported: frozenset[str] = frozenset()           # float ops with no FP16 implementation
     quantize_inputs: frozenset[int] = _Q_INPUTS_10           # QuantizeLinear input types (TensorProto enums)
     dequantize_inputs: frozenset[int] = _DQ_INPUTS_10        # DequantizeLinear input types
@@ -196,7 +213,7 @@ _SUPPORT: dict[str, ParserSupport] = {
                                          ConstantInput("Unsqueeze", 1, "axes", "10.7")),
         pad_modes=frozenset({"constant", "reflect", "edge", "wrap"}),
         pool_dilations_must_be_one=True, layernorm_first_output_only=True, deformconv_symmetric_pads=True,
-        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}, topk_max_k=3840),
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}),
     "11": ParserSupport(
         key="11", baseline="11.0",
         source="https://docs.nvidia.com/deeplearning/tensorrt/latest/reference/onnx-opset-guide.html "
@@ -207,15 +224,27 @@ _SUPPORT: dict[str, ParserSupport] = {
         constant_inputs=_always_constant(),
         pad_modes=frozenset({"constant", "reflect", "edge", "wrap"}),
         pool_dilations_must_be_one=True, layernorm_first_output_only=True, deformconv_symmetric_pads=True,
-        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}, topk_max_k=3840),
+        plugins={"ModulatedDeformConv2d": MODULATED_DEFORM_CONV}),
 }
 
 TRT_VERSIONS: tuple[str, ...] = tuple(_SUPPORT)
+# JetPack -> (the TensorRT generation's table, the exact release it ships)
+JETPACKS: dict[str, tuple[str, str]] = {"6.1": ("10", "10.3"), "6.2": ("10", "10.3")}
 
 
-def parser_support(trt: str) -> ParserSupport:
-    """The table for `trt` ("8.6", "10" or "11"); an unknown value lists the valid ones."""
-    key = str(trt).strip()
+def parser_support(trt: str | None = None, jetpack: str | None = None) -> ParserSupport:
+    """The table for `trt` ("8.6", "10" or "11"), or for the TensorRT a `jetpack` ("6.1", "6.2") ships, with its
+    exact release; an unknown value lists the valid ones."""
+    if jetpack is not None:
+        version = str(jetpack).strip()
+        if version not in JETPACKS:
+            raise unknown_name("JetPack version (--jetpack)", version, tuple(JETPACKS))
+        key, release = JETPACKS[version]
+        if trt is not None:
+            require(str(trt).strip() == key, "--trt and --jetpack must name the same TensorRT", f"--trt {key} "
+                    f"(JetPack {version} ships TensorRT {release})", f"--trt {trt}")
+        return replace(_SUPPORT[key], release=release, jetpack=version)
+    key = str(trt if trt is not None else "10").strip()
     if key not in _SUPPORT:
         raise unknown_name("TensorRT version (--trt)", key, TRT_VERSIONS)
     return _SUPPORT[key]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from attndeploy.adapters.base import TaskCheck
+from attndeploy.adapters.base import TaskCheck, in_batches
 from attndeploy.defaults import ORT_PROVIDERS
 from attndeploy.pipeline.candidate import Candidate, Judged
 from attndeploy.pipeline.model import PreparedModel
@@ -34,9 +34,9 @@ def task_check(model: PreparedModel, truth: Truth, run_graph: GraphRun, precisio
     compare = model.family.task_check
     if compare is None or truth.task is None:
         return None
-    got = run_graph(truth.task.inputs.copy())
+    got = in_batches(run_graph, truth.task.inputs.copy(), model.family.task_batch)
     with calling_user_code(f"{model.name}'s task check"):
-        return compare(truth.task.eager, got, precision)
+        return compare(truth.task.eager, got, precision, truth.task.eager64)
 
 
 def judge_candidate(run: Run, model: PreparedModel, truth: Truth, candidate: Candidate, budget: Budget,

@@ -31,6 +31,7 @@ class TaskTruth:
 
     inputs: np.ndarray
     eager: list[np.ndarray]
+    eager64: list[np.ndarray] | None = None   # the float64 copy's outputs there (None: it cannot run in float64)
 
 
 class Truth:

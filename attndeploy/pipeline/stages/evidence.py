@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from attndeploy.adapters.base import in_batches
 from attndeploy.errors import CheckFailed, UsageError
 from attndeploy.parity.shape_rules import ShapeRule, discover_rule, shape_list, witness
 from attndeploy.pipeline.model import PreparedModel
@@ -60,9 +61,11 @@ def _probes(run: Run, truth: Truth, shapes: list[Shape], example: Shape) -> None
 
 
 def _task(model: PreparedModel, truth: Truth) -> None:
-    inputs = model.family.task_inputs
+    inputs, batch = model.family.task_inputs, model.family.task_batch
     if inputs is not None:
-        truth.task = TaskTruth(inputs, list(model.eager.fp32(np.ascontiguousarray(inputs, np.float32)).values()))
+        x = np.ascontiguousarray(inputs, np.float32)
+        double = in_batches(lambda c: list((model.eager.float64(c) or {}).values()), x, batch)
+        truth.task = TaskTruth(x, in_batches(lambda c: list(model.eager.fp32(c).values()), x, batch), double or None)
 
 
 def evidence(run: Run, model: PreparedModel) -> Truth:
