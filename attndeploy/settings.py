@@ -202,7 +202,7 @@ class ExportSettings:
     iou: float = option(0.7, "NMS IoU threshold, in (0, 1]", group="nms", check=check.positive_fraction,
                         flag="--iou", parse=parse_float, recipe="iou", needs=Needs("nms", (True,)))
     agnostic_nms: bool = option(False, "class-agnostic NMS", group="nms", check=check.boolean, flag="--agnostic-nms",
-                                recipe="agnostic_nms", needs=Needs("nms", (True,)))
+                                recipe="agnostic_nms", needs=Needs("nms", (True, False)))
     # TensorRT engine, and where the files go
     engine: EngineSettings | None = option(None, "also build a TensorRT engine at the graph's precision and check it "
                                            "against eager", group="engine", check=engine_settings, flag="--engine",

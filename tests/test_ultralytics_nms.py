@@ -169,8 +169,6 @@ def test_matches_ultralytics_own_export(kind: str, built, tmp_path: Path) -> Non
 
 
 @pytest.mark.detector
-@pytest.mark.xfail(strict=True, reason="the judge compares detection rows elementwise: it must judge "
-                                       "Prepared.row_outputs with the family's task check at each probe (lead)")
 def test_detection_rows_pass_the_verdict(built, tmp_path: Path) -> None:
     import attndeploy
 

@@ -37,6 +37,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("model", help="MODEL.onnx, or a registry name, pkg.module:factory, path/to/file.py[:factory]")
     p.add_argument("--trt", default=None, metavar="VERSION",
                    help=f"for ONNX files: TensorRT generation, one of {', '.join(TRT_VERSIONS)} (default 10)")
+    p.add_argument("--jetpack", default=None, metavar="RELEASE",
+                   help="for ONNX files: the JetPack release the engine is built on (its exact TensorRT: 6.1, 6.2)")
     add_options(p, MODEL_OPTIONS)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run)
@@ -48,17 +50,17 @@ def run(args: argparse.Namespace) -> int:
     if classify_source(args.model).kind is SourceKind.ONNX:
         require(not model_flags, "lint of an ONNX file takes --trt only", "MODEL.onnx [--trt VERSION]",
                 ", ".join(model_flags), "the model options are for PyTorch models")
-        return _lint_onnx(Path(args.model), args.trt or "10", args.json)
-    require(args.trt is None, "--trt is used only with an ONNX file", "MODEL.onnx --trt VERSION",
-            f"--trt with {args.model!r}")
+        return _lint_onnx(Path(args.model), args.trt or "10", args.json, args.jetpack)
+    require(args.trt is None and args.jetpack is None, "--trt and --jetpack are used only with an ONNX file",
+            "MODEL.onnx --trt VERSION [--jetpack RELEASE]", f"{'--trt' if args.trt else '--jetpack'} with {args.model!r}")
     return _lint_torch(args)
 
 
-def _lint_onnx(model: Path, trt: str, as_json: bool) -> int:
+def _lint_onnx(model: Path, trt: str, as_json: bool, jetpack: str | None = None) -> int:
     """Exit 1 when TensorRT `trt`'s parser would refuse something."""
 
     support = parser_support(trt)  # an unknown --trt is a UsageError (exit 2) listing the valid ones
-    findings = lint_onnx(model, support.key)
+    findings = lint_onnx(model, support.key, jetpack=jetpack)
     errors = sum(f.severity == ERROR for f in findings)
     warnings = sum(f.severity == WARNING for f in findings)
     if as_json:

@@ -25,6 +25,7 @@ def _evidence(model: PreparedModel, truth: Truth, judged: Judged) -> dict[str, A
             "reference": truth.reference,
             "truth_shapes": [p.label for p in truth.probes],
             "truth_bytes": truth.nbytes,
+            "postprocess": dict(model.family.postprocess),
             "noise": verdict.noise}
 
 

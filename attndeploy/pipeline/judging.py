@@ -18,6 +18,7 @@ from attndeploy.settings import ExportSettings
 from attndeploy.truth.truth import Truth
 from attndeploy.usercode import calling_user_code
 from attndeploy.verdict import Budget, judge
+from attndeploy.verdict.judge import RowCheck
 
 GraphRun = Callable[[np.ndarray], list[np.ndarray]]
 
@@ -39,6 +40,20 @@ def task_check(model: PreparedModel, truth: Truth, run_graph: GraphRun, precisio
         return compare(truth.task.eager, got, precision, truth.task.eager64)
 
 
+def row_checks(model: PreparedModel, precision: str) -> dict[str, RowCheck]:
+    """The family's row check for each output holding detection rows (`Prepared.row_outputs`), at `precision`."""
+    compare = model.family.task_check
+    if compare is None:
+        return {}
+
+    def check(eager: np.ndarray, got: np.ndarray, reference: np.ndarray) -> tuple[str, str]:
+        with calling_user_code(f"{model.name}'s task check"):
+            result = compare([eager], [got], precision, [reference])
+        return result.status, result.message
+
+    return {name: check for name in model.family.row_outputs}
+
+
 def judge_candidate(run: Run, model: PreparedModel, truth: Truth, candidate: Candidate, budget: Budget,
                     with_task: bool = True) -> Judged:
     """Every backend's verdict on `candidate` (at its probes), and the task check on the first backend."""
@@ -52,7 +67,7 @@ def judge_candidate(run: Run, model: PreparedModel, truth: Truth, candidate: Can
 
             with run.timed("parity"):
                 verdict = judge(probes, run_graph, runner.output_names, budget, (candidate.key, backend),
-                                truth.reference)
+                                truth.reference, row_checks(model, candidate.precision))
             judged.verdicts[(verdict.precision, verdict.backend)] = verdict
             if i == 0 and with_task:
                 with run.timed("task"):
@@ -60,4 +75,4 @@ def judge_candidate(run: Run, model: PreparedModel, truth: Truth, candidate: Can
     return judged
 
 
-__all__ = ["fp32_budget", "judge_candidate", "task_check"]
+__all__ = ["fp32_budget", "judge_candidate", "row_checks", "task_check"]

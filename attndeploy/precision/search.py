@@ -174,7 +174,8 @@ class _Search:
                 continue
             inherited = max((err.get(t, 0.0) for t in node.input), default=0.0)
             for ours, theirs in zip(node.output, twin.output):
-                if ours not in self.values32 or theirs not in strict:
+                same = ours in self.values32 and theirs in strict and self.values32[ours].shape == strict[theirs].shape
+                if not same:  # not run, or a data-dependent size (NMS keeps other boxes in fp16): nothing to compare
                     continue
                 stats = error_stats(self.values32[ours], strict[theirs])
                 err[ours] = math.inf if not stats.finite else max(0.0, 1.0 - stats.cosine)

@@ -12,7 +12,7 @@ graph with baked sizes often fails at run time at other shapes).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from attndeploy.verdict.truth import TruthProbe
 
 Key = tuple[str, str]              # (precision, backend)
 Runner = Callable[[np.ndarray], Sequence[np.ndarray]]
+# detection rows (eager fp32, the candidate's, float64) -> ("passed" | "failed" | "undecidable", one line)
+RowCheck = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[str, str]]
 
 
 def key_label(key: Key) -> str:
@@ -101,13 +103,31 @@ def fold(acc: OutputVerdict, budget: Budget, tag: str, reference: np.ndarray, ea
         acc.failing_shapes.append(tag)
 
 
+def fold_rows(acc: OutputVerdict, tag: str, check: RowCheck, reference: np.ndarray, eager: np.ndarray,
+              got: np.ndarray) -> None:
+    """Detection rows (NMS in the graph, an NMS-free head): discrete values — a score at the top-k cut or an NMS
+    decision within noise moves whole rows, in eager's own float64 run too — so the family's row check decides;
+    the element-wise figures stay for the report."""
+    status, message = check(eager, got, reference)
+    if status == "failed":
+        acc.failing_elements += 1
+        acc.failing_shapes.append(f"{tag} ({message})")
+    elif status == "undecidable":
+        acc.ill_conditioned_shapes.append(tag)
+    if got.shape == eager.shape:
+        diff = np.abs(eager.astype(np.float64) - got.astype(np.float64))
+        acc.max_abs_err = max(acc.max_abs_err, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+
+
 def judge(probes: Sequence[TruthProbe], run: Runner, names: Sequence[str], budget: Budget, key: Key,
-          reference: str = "float64") -> Verdict:
+          reference: str = "float64", rows: Mapping[str, RowCheck] | None = None) -> Verdict:
     """`run` on a copy of every probe's input, each output folded against the truth under `budget`.
 
     `names`: the candidate's output names (labels, in order; the truth's outputs are matched
-    by position). `key`: (precision, backend) of the candidate.
+    by position). `key`: (precision, backend) of the candidate. `rows`: the outputs holding
+    detection rows, by name, with the check that compares them (`fold_rows`).
     """
+    rows = rows or {}
     accs = [OutputVerdict(n) for n in names]
     for probe in probes:
         refs = list(probe.reference.values())
@@ -124,7 +144,10 @@ def judge(probes: Sequence[TruthProbe], run: Runner, names: Sequence[str], budge
                 record_error(acc, probe.label, f"{len(gots)} outputs, expected {len(eagers)}")
             continue
         for acc, ref, eager, got in zip(accs, refs, eagers, gots):
-            fold(acc, budget, probe.label, ref, eager, got)
+            if acc.name in rows:
+                fold_rows(acc, probe.label, rows[acc.name], ref, eager, got)
+            else:
+                fold(acc, budget, probe.label, ref, eager, got)
     noise = {"method": reference, "max_abs": {
         n: max((float(np.max(np.abs(p.eager[k].astype(np.float64) - p.reference[k]), initial=0.0))
                 for p in probes if np.issubdtype(p.eager[k].dtype, np.floating)), default=0.0)
@@ -132,4 +155,4 @@ def judge(probes: Sequence[TruthProbe], run: Runner, names: Sequence[str], budge
     return Verdict(key[0], key[1], budget, [p.label for p in probes], accs, reference=reference, noise=noise)
 
 
-__all__ = ["Key", "Runner", "fold", "judge", "key_label", "record_error"]
+__all__ = ["Key", "RowCheck", "Runner", "fold", "fold_rows", "judge", "key_label", "record_error"]
