@@ -126,8 +126,8 @@ def result_lines(res: ExportResult, report: Path | None = None, verbose: bool = 
     if shapes:
         lines += say(f"probes: {', '.join(shapes)}" + (f"; {inputs}" if inputs else ""), keep_whole=True)
     lines += [""] + verdict_tables(verdicts, res.tasks, shapes, verbose)
-    engine = res.engine
-    if engine is not None:
+    engines = list(res.engines.values()) or ([res.engine] if res.engine is not None else [])
+    for engine in engines:   # one per graph built into an engine
         checked = engine.parity
         lines += [""] + verdict_block(checked, f"engine {key_label((checked.precision, checked.backend))}", shapes,
                                       verbose)
@@ -138,8 +138,8 @@ def result_lines(res: ExportResult, report: Path | None = None, verbose: bool = 
     notes = [n for n in res.notes if verbose or _for_stdout(n)]
     lines += ([""] if notes else []) + [x for n in notes for x in say(f"note: {n}")]
     if report is not None:
-        keys = ", ".join(f'"{k}"' for k, shown in (("parities", True), ("tasks", res.tasks),
-                                                    ("engine", engine is not None), ("notes", res.notes)) if shown)
+        keys = ", ".join(f'"{k}"' for k, shown in (("parities", True), ("tasks", res.tasks), ("engine", engines),
+                                                    ("engines", len(res.engines) > 1), ("notes", res.notes)) if shown)
         lines += ["", *say(f"full details: {report} ({keys})" + ("" if verbose else ", or run with --verbose"),
                            keep_whole=True)]
     return lines

@@ -34,15 +34,24 @@ CLAUSE_END = re.compile(r"[,;:.](?= )| (?=\()")   # a cut before ", " "; " ": " 
 
 
 class TaskLike(Protocol):
-    """A task-level check (`adapters.base.TaskCheck`): its name, verdict and one-line message."""
+    """A task-level check (`adapters.base.TaskCheck`): its name, verdict and one-line message (and, where it has
+    one, its `status`: "passed", "failed" or "undecidable")."""
 
     name: str
-    passed: bool
     message: str
+
+    @property
+    def passed(self) -> bool: ...
 
 
 def verdict_word(passed: bool) -> str:
     return "PASSED" if passed else "FAILED"
+
+
+def task_word(task: TaskLike) -> str:
+    """PASSED, FAILED, or UNDECIDABLE where the check could not decide on its inputs (it fails nothing)."""
+    status = getattr(task, "status", None)
+    return status.upper() if isinstance(status, str) else verdict_word(task.passed)
 
 
 def fit(text: str, width: int = WIDTH) -> str:
@@ -181,7 +190,7 @@ def _full_detail(verdict: Verdict) -> list[str]:
 
 def task_line(task: TaskLike, verbose: bool = False, width: int = WIDTH, label: str = "") -> str:
     """A task check in one line: its name (and `label`), verdict and message (cut to `width` unless `verbose`)."""
-    text = f"  {task.name}{f' ({label})' if label else ''}: {verdict_word(task.passed)}  {task.message}"
+    text = f"  {task.name}{f' ({label})' if label else ''}: {task_word(task)}  {task.message}"
     return text if verbose else fit(text, width)
 
 
@@ -207,5 +216,5 @@ def common_shapes(verdicts: Sequence[Verdict]) -> list[str]:
     return list(found.pop()) if len(found) == 1 else []
 
 
-__all__ = ["WIDTH", "TaskLike", "common_shapes", "fit", "fit_lines", "limit_used", "output_rows", "task_line",
+__all__ = ["WIDTH", "TaskLike", "common_shapes", "fit", "fit_lines", "limit_used", "output_rows", "task_line", "task_word",
            "verdict_block", "verdict_tables", "verdict_word", "wrap"]
