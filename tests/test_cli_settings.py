@@ -120,7 +120,7 @@ def test_recipe_options_are_overridden_by_the_flags_typed(here, monkeypatch, cap
     jobs = []
     monkeypatch.setattr(export_cmd, "run_recipe", lambda recipe, log: jobs.extend(recipe.jobs) or [None])
     monkeypatch.setattr(export_cmd, "_require_tensorrt", lambda jobs: None)
-    monkeypatch.setattr(export_cmd, "_report", lambda res, as_json: 0)
+    monkeypatch.setattr(export_cmd, "_report", lambda res, args, job: 0)
     recipe = _recipe(here, 'precision = "int8"\ncalib = "cal.npy"\nengine = { workspace_mb = 1024 }')
     assert main(["export", "--recipe", recipe, "--int8-target", "0.95", "--max", "2x64x64x64"]) == 0
     (job,) = jobs  # --int8-target needs int8: the recipe's precision counts; --max joins the recipe's engine table

@@ -17,7 +17,7 @@ from attndeploy.options import OPTION_KEY, option
 from attndeploy.recipes import EXPORT_KEYS, MODEL_KEYS, parse_recipe
 from attndeploy.settings import EngineSettings, ExportSettings
 
-NOT_OPTIONS = {"help", "recipe", "json"}  # the command's own arguments, not export settings
+NOT_OPTIONS = {"help", "recipe", "json", "verbose"}  # the command's own arguments (output flags), not export settings
 
 
 def missing_declarations(classes: tuple[type, ...]) -> list[str]:
@@ -53,7 +53,7 @@ def flags_sharing_a_meaning(parser: argparse.ArgumentParser) -> list[str]:
 def export_parser() -> argparse.ArgumentParser:
     from attndeploy.cli.main import build_parser
 
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = next(a for a in build_parser("export")._actions if isinstance(a, argparse._SubParsersAction))
     return commands.choices["export"]
 
 
@@ -149,14 +149,18 @@ def test_engine_settings_have_no_fp16_field():
 
 
 def test_the_readme_lists_exactly_the_export_flags():
-    """README "Commands": every flag it shows for `attndeploy export` works, and every declared flag is shown."""
+    """README "Commands": every flag it shows for `attndeploy export` works, and every declared flag is shown, and the
+    command's own output flags (`--json`, `--verbose`)."""
     import re
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("attndeploy export NAME", 1)[1].split("attndeploy export --recipe", 1)[0]
-    shown = set(re.findall(r"--[a-z0-9][a-z0-9-]*", block)) - {"--json"}
+    shown = set(re.findall(r"--[a-z0-9][a-z0-9-]*", block))
     parser_flags = {s for a in export_parser()._actions if a.help != argparse.SUPPRESS for s in a.option_strings}
     declared_flags = {f for o in export_options() for f in o.flags if f.startswith("--")}
+    output_flags = {s for a in export_parser()._actions if a.dest in NOT_OPTIONS - {"help", "recipe"}
+                    for s in a.option_strings}
     assert shown - parser_flags == set()
     assert declared_flags - shown == set()
+    assert output_flags == {"--json", "--verbose"} and output_flags - shown == set()

@@ -5,12 +5,17 @@ TensorRT engine beside them. The options are those declared in `attndeploy.setti
 (`attndeploy.cli.export_options` makes the flags). Export options and --out given on the command
 line override a recipe's; the model's own options (the `model` group: --input, --name, --kwargs,
 --weights, --seed) come from the recipe only.
+
+stdout: the table (`result_lines`: one block per graph, lines within 100 columns, the rest in
+report.json; `--verbose`: everything, in full), or with `--json` one JSON object. Progress and
+the failed checks' full messages go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,18 +29,25 @@ from attndeploy.cli.export_options import (
     settings_from_args,
 )
 from attndeploy.cli.output import emit, print_json, stderr
+from attndeploy.cli.table import WIDTH, common_shapes, fit, fit_lines, verdict_block, verdict_tables, wrap
 from attndeploy.errors import UsageError
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.recipes import RecipeFailed, load_recipe, run_recipe
 from attndeploy.settings import ExportSettings
-from attndeploy.verdict import Verdict, key_label
+from attndeploy.verdict import key_label
+
+ROUTE_NOT_TAKEN = re.compile(r"route \S+: fails ")
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("export", help="export a module or model to ONNX and check it against eager PyTorch")
     p.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="an export/*.toml recipe")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shown = p.add_mutually_exclusive_group()  # what stdout carries: one JSON object, or the table in full
+    shown.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    shown.add_argument("--verbose", action="store_true",
+                       help="the whole detail on stdout (every note, full messages, the whole shape rule); "
+                            "by default lines fit 100 columns and the rest is in report.json")
     add_export_options(p)  # every option declared in attndeploy.settings, one flag each
     p.set_defaults(run=run)
 
@@ -55,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_recipe(args)
     settings = settings_from_args(args)
     _require_tensorrt([settings])
-    return _report(run_pipeline(settings, stderr), args.json)
+    return _report(run_pipeline(settings, stderr), args, settings)
 
 
 def _moved(path: Path | None, folder: Path, per_module: bool) -> Path:
@@ -85,46 +97,65 @@ def _run_recipe(args: argparse.Namespace) -> int:
             return 1
         raise
     if recipe.kind == "model":
-        return _report(results[0], args.json)
+        return _report(results[0], args, recipe.jobs[0])
     passed = all(r.passed for r in results)
     if args.json:  # the one JSON object a [zoo] recipe prints: every module's report
         print_json({"recipe": str(recipe.path), "passed": passed, "results": [r.to_dict() for r in results]})
     return 0 if passed else 1
 
 
-def _rule(report: Verdict) -> str:
-    strict = " (plain and strict-fp16)" if report.strict is not None else ""
-    return report.budget.describe() + strict
+def _for_stdout(note: str) -> bool:
+    """Notes about the result the user got; why a route not taken failed is in report.json only."""
+    return not ROUTE_NOT_TAKEN.match(note)
 
 
-def print_table(res: ExportResult) -> None:
-    emit(f"{res.name}: {res.onnx_path}  (opset {res.opset}, {res.exporter}, "
-         f"{'dynamic' if res.dynamic else 'static'}, {sum(res.node_counts.values())} nodes)")
+def result_lines(res: ExportResult, report: Path | None = None, verbose: bool = False) -> list[str]:
+    """The export's human output: the file, the shape rule and the probes, one block per graph (precision x
+    backend) with its task check, the engine's, the notes; lines within `WIDTH` unless `verbose`."""
+    def say(text: str, keep_whole: bool = False) -> list[str]:
+        return [text] if verbose else wrap(text) if keep_whole else [fit(text, WIDTH)]
+
+    lines = say(f"{res.name}: {res.onnx_path}  (opset {res.opset}, {res.exporter}, "
+                f"{'dynamic' if res.dynamic else 'static'}, {sum(res.node_counts.values())} nodes)", keep_whole=True)
     if res.evidence.get("shape_rule"):
-        emit(f"  shape rule: {res.evidence['shape_rule']}")
-    emit(f"  {'output':<12} {'max abs':>10} {'max rel':>10} {'cosine':>10}  {'worst shape':<14} result")
-    for key, p in res.parities.items():
-        emit(f"  {key_label(key)} vs eager ({_rule(p)}) at {', '.join(p.shapes)}: {'PASSED' if p.passed else 'FAILED'}")
-        for o in p.outputs:
-            emit(f"  {o.name:<12} {o.max_abs_err:>10.2e} {o.max_rel_err:>10.2e} {o.min_cosine:>10.7f}  "
-                 f"{o.worst_shape:<14} {'pass' if o.passed else 'FAIL'}")
-    for precision, task in res.tasks.items():
-        emit(f"  {task.name} ({precision}): {'PASSED' if task.passed else 'FAILED'}: {task.message}")
-    engine = res.engine
-    if engine is not None:
-        emit(f"  engine {engine.build.engine_path}: parity vs eager ({engine.parity.backend}) at "
-             f"{', '.join(engine.parity.shapes)}: {'PASSED' if engine.passed else 'FAILED'}, "
-             f"max abs {engine.parity.max_abs_err:.2e}")
-    for note in res.notes:
-        emit(f"  note: {note}")
+        rule = f"shape rule: {res.evidence['shape_rule']}"
+        lines += [rule] if verbose else fit_lines(rule, WIDTH, 2)
+    verdicts = list(res.parities.values())
+    shapes = common_shapes(verdicts)
+    inputs = (res.evidence.get("inputs") or {}).get("description")
+    if shapes:
+        lines += say(f"probes: {', '.join(shapes)}" + (f"; {inputs}" if inputs else ""), keep_whole=True)
+    lines += [""] + verdict_tables(verdicts, res.tasks, shapes, verbose)
+    engines = list(res.engines.values()) or ([res.engine] if res.engine is not None else [])
+    for engine in engines:   # one per graph built into an engine
+        checked = engine.parity
+        lines += [""] + verdict_block(checked, f"engine {key_label((checked.precision, checked.backend))}", shapes,
+                                      verbose)
+        lines += say(f"  engine file: {engine.build.engine_path}", keep_whole=True)
+        if engine.skipped_shapes:
+            lines += say(f"  not run (outside the engine's profile): {', '.join(engine.skipped_shapes)}",
+                         keep_whole=True)
+    notes = [n for n in res.notes if verbose or _for_stdout(n)]
+    lines += ([""] if notes else []) + [x for n in notes for x in say(f"note: {n}")]
+    if report is not None:
+        keys = ", ".join(f'"{k}"' for k, shown in (("parities", True), ("tasks", res.tasks), ("engine", engines),
+                                                    ("engines", len(res.engines) > 1), ("notes", res.notes)) if shown)
+        lines += ["", *say(f"full details: {report} ({keys})" + ("" if verbose else ", or run with --verbose"),
+                           keep_whole=True)]
+    return lines
 
 
-def _report(res: ExportResult, as_json: bool) -> int:
-    """Print the result; exit 1 with one stderr line per failed check (which output, by how much, where)."""
-    if as_json:
+def print_table(res: ExportResult, report: Path | None = None, verbose: bool = False) -> None:
+    for line in result_lines(res, report, verbose):
+        emit(line)
+
+
+def _report(res: ExportResult, args: argparse.Namespace, job: ExportSettings) -> int:
+    """Print the result of `job`; exit 1 with one stderr line per failed check (which output, by how much, where)."""
+    if args.json:
         print_json(res.to_dict())
     else:
-        print_table(res)
+        print_table(res, job.report_path(res.name), args.verbose)
     for key, p in res.parities.items():
         if not p.passed:
             stderr(f"parity failed ({key_label(key)}): {p.failure_message()}")

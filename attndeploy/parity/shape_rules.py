@@ -22,6 +22,7 @@ from attndeploy.errors import first_line
 from attndeploy.shapes import Shape, format_shape
 
 MULTIPLES = (1, 2, 4, 8, 16, 32, 64, 128)
+FAILS = " fails in eager"
 Run = Callable[[Shape], object]  # raises where the model does; its result is not read
 
 
@@ -104,6 +105,15 @@ class ShapeRule:
         return [s for s in dict.fromkeys(candidates) if s != tuple(example) and self.accepts(s)]
 
 
+def _fails(what: str, failed: str) -> str:
+    """Evidence in words, `what` ("481x321", "batch 2") + " fails in eager ...". `failed`, the run's error, may name
+    its shape already ("1x3x481x321 fails in eager at `model.11` (Concat): ..."): then `what` takes its place."""
+    shape, said, rest = failed.partition(FAILS)
+    if said and shape and " " not in shape:
+        return what + FAILS + rest
+    return f"{what}{FAILS}: {failed}"
+
+
 def _tries(run: Run, shape: Shape) -> str | None:
     """None when `run(shape)` works, else the first line of why not."""
     try:
@@ -136,7 +146,7 @@ def _probe_hw(run: Run, example: Shape) -> tuple[ShapeRule, tuple[int, int], lis
             failed = _tries(run, (n, c, ph, pw))
             if failed is None:
                 return ShapeRule(k, 1, square), (ph, pw), [first_failure] if first_failure else []
-            first_failure = first_failure or f"{ph}x{pw} fails in eager: {failed}"
+            first_failure = first_failure or _fails(f"{ph}x{pw}", failed)
     return ShapeRule(fixed=(h, w)), (h, w), [first_failure]
 
 
@@ -148,7 +158,7 @@ def witness(run: Run, example: Shape) -> str:
     n, c, h, w = example
     ph, pw = _probe_size(h, 1, 0.75), _probe_size(w, 1, 0.5)
     failed = _tries(run, (n, c, ph, pw))
-    return f"{ph}x{pw} fails in eager: {failed}" if failed else ""
+    return _fails(f"{ph}x{pw}", failed) if failed else ""
 
 
 def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> ShapeRule:
@@ -161,7 +171,7 @@ def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> S
     evidence: list[str]
     if len(example) != 4:
         failed = _tries(run, (example[0] + 1, *example[1:]))
-        evidence = [f"batch {example[0] + 1} fails in eager: {failed}"] if failed else []
+        evidence = [_fails(f"batch {example[0] + 1}", failed)] if failed else []
         return ShapeRule(batch=example[0] if failed else None, evidence=tuple(evidence))
     if known is not None:
         rule, evidence = known, list(known.evidence)
@@ -171,7 +181,7 @@ def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> S
     n, c = example[0], example[1]
     failed = _tries(run, (n + 1, c, *hw))
     if failed is not None:
-        evidence.append(f"batch {n + 1} fails in eager: {failed}")
+        evidence.append(_fails(f"batch {n + 1} ({format_shape((n + 1, c, *hw))})", failed))
     return ShapeRule(rule.multiple, rule.min_hw, rule.square, rule.fixed, n if failed else None, tuple(evidence))
 
 
