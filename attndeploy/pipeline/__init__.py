@@ -1,7 +1,7 @@
 """The one export pipeline: `ExportSettings` in, `ExportResult` out, through small timed stages.
 
     prepare -> evidence (the Truth) -> lint -> export (routes: export, verify, simplify, judge)
-            -> [localise] -> [precision: fp16 / INT8 candidate, judged] -> write -> [engine, judged]
+            -> [localise] -> [precision: fp16 / INT8 candidate, judged] -> write -> [bundle] -> [engine, judged]
 
 Every command (`export`, recipes, `matrix`, `bench`, `selftest`, `lint`) and the Python API
 call `run_pipeline`; none re-implements a stage. Stages hand their results on as values;
@@ -26,6 +26,7 @@ from attndeploy.pipeline.build import build_result
 from attndeploy.pipeline.candidate import Judged
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.run import Log, Run
+from attndeploy.pipeline.stages.bundle import bundle
 from attndeploy.pipeline.stages.engine import engine as engine_stage
 from attndeploy.pipeline.stages.evidence import evidence
 from attndeploy.pipeline.stages.export import ExportFailed
@@ -37,7 +38,7 @@ from attndeploy.pipeline.stages.prepare import prepare
 from attndeploy.pipeline.stages.write import write
 from attndeploy.settings import ExportSettings
 
-STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "engine")
+STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "bundle", "engine")
 
 
 def lint_findings(settings: ExportSettings, log: Log | None = None
@@ -74,11 +75,16 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None) -> ExportResu
             graphs.append(precision(run, model, truth, fp32))
     with run.stage("write"):
         write(model, graphs)
+    device: dict[str, Any] = {}
+    if settings.bundle:
+        with run.stage("bundle"):
+            device = bundle(run, model, truth, graphs)
     report = None
     if settings.engine is not None and graphs[-1].passed:
         with run.stage("engine"):
             report = engine_stage(run, model, truth, graphs[-1])
     result = build_result(run, model, truth, exported, graphs, findings, localisation, report)
+    result.bundle = device
     path = settings.report_path(run.name)
     if path is not None:
         write_json_atomic(path, result.to_dict())
