@@ -10,7 +10,7 @@ module itself for "out" (its children's events came earlier and matched), the ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,18 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+from attndeploy.events import Event
 from attndeploy.modulepath import ModuleStack
-
-
-@dataclass
-class Event:
-    """One module entry or exit: `tensors` are numpy copies (float32; float64 in a float64 run)."""
-
-    index: int
-    kind: str                 # "in" | "out"
-    path: str                 # the module entered or left
-    owner: str                # the module to blame if this event diverges first
-    tensors: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -76,3 +66,6 @@ def record_events(model: nn.Module, x: Tensor) -> EagerRun:
     finally:
         model.train(was_training)
     return EagerRun(events, stack.modules, float_arrays(out))
+
+
+__all__ = ["EagerRun", "Event", "float_arrays", "record_events"]

@@ -99,8 +99,9 @@ def test_script_builds_each_graph_with_the_flags_of_the_tensorrt_it_finds(bundle
     assert code == 0, err
     key = {"8602": "8.6", "100300": "10", "110401": "11"}[banner]
     cache = f"--timingCacheFile=timing.trt{key}.cache"
-    assert calls == [["--onnx=m.onnx", "--saveEngine=m.engine", cache, *shape_args("x"), *fp32],
-                     ["--onnx=m.fp16.onnx", "--saveEngine=m.fp16.engine", cache, *shape_args("x"), *fp16]]
+    detailed = "--profilingVerbosity=detailed"  # layer precisions readable by `attndeploy verify`
+    assert calls == [["--onnx=m.onnx", "--saveEngine=m.engine", cache, detailed, *shape_args("x"), *fp32],
+                     ["--onnx=m.fp16.onnx", "--saveEngine=m.fp16.engine", cache, detailed, *shape_args("x"), *fp16]]
 
 
 @pytest.mark.parametrize(("trt", "flags"), [("8.6", ["--int8", "--noTF32"]), ("10", ["--stronglyTyped", "--noTF32"]),
@@ -149,7 +150,8 @@ def test_a_static_graph_gets_no_shape_flags(tmp_path, fake_tools):
     script = write_build_script([tmp_path / "s.onnx"], tmp_path, "x", (1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 8, 8))
     code, calls, err = run_script(script, fake_tools, "100300")
     assert code == 0, err
-    assert calls == [["--onnx=s.onnx", "--saveEngine=s.engine", "--timingCacheFile=timing.trt10.cache", "--noTF32"]]
+    assert calls == [["--onnx=s.onnx", "--saveEngine=s.engine", "--timingCacheFile=timing.trt10.cache",
+                      "--profilingVerbosity=detailed", "--noTF32"]]
 
 
 def test_an_nms_graph_gets_the_parser_notes(tmp_path, fake_tools):
@@ -158,7 +160,7 @@ def test_an_nms_graph_gets_the_parser_notes(tmp_path, fake_tools):
     text = script.read_text()
     assert "# NonMaxSuppression: parsed natively on 8.6, 10 and 11" in text and "5000 boxes" in text
     code, calls, err = run_script(script, fake_tools, "100300")
-    assert code == 0 and calls[0][3:6] == ["--minShapes=boxes:1x100x4", "--optShapes=boxes:1x100x4",
+    assert code == 0 and calls[0][4:7] == ["--minShapes=boxes:1x100x4", "--optShapes=boxes:1x100x4",
                                            "--maxShapes=boxes:8x100x4"], err
 
 

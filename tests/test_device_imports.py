@@ -3,7 +3,8 @@
 Each command runs in a fresh interpreter whose import system refuses the export-only
 packages (a meta-path finder that raises), then reports any of them that got loaded
 anyway. A command is one line of DEVICE_COMMANDS (CLI arguments, `{onnx}` for the test's
-graph) or DEVICE_SNIPPETS (Python code run after the guard).
+graph, `{bundle}` for a bundle `attndeploy export cbam` wrote, `{nudged}` for a copy of it with
+one Conv weight channel scaled by 1.01) or DEVICE_SNIPPETS (Python code run after the guard).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bundles import NUDGES, cbam_bundle, nudged_copy  # noqa: F401 (fixture)
 from tests.onnx_graphs import conv_relu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,11 @@ DEVICE_COMMANDS: list[tuple[list[str], int]] = [
     (["run", "{onnx}", "--backend", "tensorrt"], 2),  # not an engine: refused before TensorRT is needed
     (["lint", "{onnx}", "--trt", "7"], 2),
     (["no-such-command"], 2),
+    (["verify", "{bundle}"], 0),
+    (["verify", "{bundle}", "--json"], 0),
+    (["verify", "{nudged}"], 1),                      # names the module: localisation without torch
+    (["verify", "{bundle}", "--backend", "tensorrt"], 2),  # no engine beside the graph
+    (["verify", "{bundle}", "--engine", "{onnx}"], 2),
 ]
 DEVICE_SNIPPETS: list[str] = [
     "import attndeploy; print(attndeploy.__version__, sorted(attndeploy.__all__)[:2])",
@@ -39,6 +46,8 @@ DEVICE_SNIPPETS: list[str] = [
     "TensorRTRunner",
     "from attndeploy.tensorrt.profiles import derive_profile; from attndeploy.lint import lint_onnx",
     "from attndeploy.tensorrt.builder import build_engine",
+    "from attndeploy.bundle.verify import verify_bundle; from attndeploy.tensorrt.exposed import exposed_engine_values",
+    "from attndeploy.localise.divergence import locate_in_graph; from attndeploy.tensorrt.inspect import engine_precision",
 ]
 
 GUARD = f"""
@@ -71,11 +80,24 @@ def small_onnx(tmp_path_factory):
     return conv_relu(tmp_path_factory.mktemp("device") / "small.onnx", hw=8)
 
 
+@pytest.fixture(scope="module")
+def nudged_bundle(cbam_bundle, tmp_path_factory):  # noqa: F811
+    return nudged_copy(cbam_bundle, tmp_path_factory.mktemp("device") / "nudged", NUDGES["cbam"][0])
+
+
 @pytest.mark.parametrize(("args", "code"), DEVICE_COMMANDS, ids=[" ".join(a) for a, _ in DEVICE_COMMANDS])
-def test_device_commands_do_not_import_torch(small_onnx, args, code):
-    done = run_guarded(CLI, [a.replace("{onnx}", str(small_onnx)) for a in args], small_onnx.parent)
+def test_device_commands_do_not_import_torch(small_onnx, request, args, code):
+    files = {"{onnx}": small_onnx}
+    if any("{bundle}" in a or "{nudged}" in a for a in args):
+        files.update({"{bundle}": request.getfixturevalue("cbam_bundle"),
+                      "{nudged}": request.getfixturevalue("nudged_bundle")})
+    for key, value in files.items():
+        args = [a.replace(key, str(value)) for a in args]
+    done = run_guarded(CLI, args, small_onnx.parent)
     assert "BLOCKED" not in done.stderr, done.stderr
     assert done.returncode == code, done.stderr
+    if args[0] == "verify" and code == 1:
+        assert f"diverges first at `{NUDGES['cbam'][1]}`" in done.stderr.splitlines()[-1], done.stderr
 
 
 @pytest.mark.parametrize("snippet", DEVICE_SNIPPETS)

@@ -29,7 +29,8 @@ def test_cli_export_opset17_dynamic(name, tmp_path, capsys):
     assert len(report["parity"]["shapes"]) == 3  # the example, batch > 1 at odd non-square H, W, a wide H, W
     onnx_path = tmp_path / f"{name}.onnx"
     assert report["onnx"] == str(onnx_path) and onnx_path.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{name}.onnx", "report.json"])
+    bundle = {f["path"].split("/")[0] for f in report["bundle"]["files"]}  # the device bundle: listed in the report
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({f"{name}.onnx", "report.json", *bundle})
 
     spec = attndeploy.get_spec(name)
     model = randomize_(attndeploy.create(name), seed=report["seed"])

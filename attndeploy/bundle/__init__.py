@@ -1,7 +1,7 @@
-"""What travels to the device beside the ONNX graph: engine build script, Triton repository, labels, metadata.
+"""What travels to the device beside the ONNX graph, and `attndeploy verify`, which checks it there without torch.
 
-Torch-free (numpy, onnx and attndeploy's own ONNX readers), so it runs wherever the core
-install does. Each writer takes plain values and returns the path it wrote:
+Torch-free (numpy, onnx, Polygraphy and attndeploy's own ONNX readers), so it runs wherever the
+core install does. The writers take plain values and return the path they wrote:
 
     write_build_script([Path("models/cbam/cbam.onnx")], Path("models/cbam"), "input",
                        (1, 64, 14, 14), (1, 64, 56, 56), (4, 64, 112, 112))   # build_engine.sh
@@ -9,6 +9,12 @@ install does. Each writer takes plain values and returns the path it wrote:
     write_labels(Path("models/yolo"), model.names)                         # labels.txt
     write_metadata(Path("models/yolo"), {"task": "detect", "stride": 32})  # metadata.json
     describe_bundle(Path("models/cbam"))   # {"files": [{"path", "bytes"}], "total_bytes"}
+
+The export's bundle stage (`attndeploy.pipeline.stages.bundle`) adds the truth (`truth.npz`,
+`attndeploy.verdict.TruthData`), the module references (`references`: `modules.npz`) and the
+manifest (`manifest`: `bundle.json`); on the device `target` picks what to check, `verify`
+judges it with the export's judge and budgets, and `device_localise` names the first module
+that diverges.
 """
 
 from attndeploy.bundle.build_script import SCRIPT_NAME, write_build_script

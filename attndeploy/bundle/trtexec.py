@@ -16,7 +16,9 @@ build flags are not required and should not be specified"; 11 has no `--fp16`/`-
 TensorRT 8.6 has no strong typing: `--int8` for Q/DQ, and `--fp16` only where the graph
 holds float16 (a Q/DQ graph's other layers then stay fp32, as verified). Pins are
 `--precisionConstraints=obey --layerPrecisions=<node>:fp32`, matched by trtexec against the
-layer names the ONNX parser gives (the node names). TF32 stays off, as in the builder.
+layer names the ONNX parser gives (the node names). TF32 stays off, as in the builder. Every line asks
+for detailed layer information (`--profilingVerbosity=detailed`, Polygraphy's default), from which
+`attndeploy verify` reads the precision each layer runs at.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ TARGETS: tuple[TrtTarget, ...] = (
     TrtTarget("10", 10, "JetPack 6.1 / 6.2 (TensorRT 10.3, Jetson Orin), 7.0 / 7.1 (10.13, Thor), 7.2 (10.16)"),
     TrtTarget("11", 11, "JetPack >= 7.2.2 (TensorRT 11.4.1, AGX Orin and Thor)"),
 )
+
+
+# Every layer's precision in the engine's layer information (`attndeploy verify` reads it, as Polygraphy's builds keep it).
+PROFILING = "--profilingVerbosity=detailed"
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,8 @@ def trtexec_args(model: onnx.ModelProto, onnx_file: str, engine_file: str, timin
     File names are as the script sees them (relative to its folder). `profile`: the dynamic
     input's shapes; None for a graph whose inputs are all static (trtexec refuses shapes then).
     """
-    args = [f"--onnx={onnx_file}", f"--saveEngine={engine_file}", f"--timingCacheFile={timing_cache}"]
+    args = [f"--onnx={onnx_file}", f"--saveEngine={engine_file}", f"--timingCacheFile={timing_cache}",
+            PROFILING]
     if profile is not None:
         args += [_shape_arg("minShapes", profile.name, profile.min), _shape_arg("optShapes", profile.name, profile.opt),
                  _shape_arg("maxShapes", profile.name, profile.max)]

@@ -1,4 +1,4 @@
-"""`attndeploy list|export|lint|run|bench|matrix`: argument parsing and exit codes; the work lives in the library.
+"""`attndeploy list|export|lint|run|bench|matrix|verify`: argument parsing and exit codes; the work lives in the library.
 
 Exit 0: every check passed; 1: a check failed; 2: bad usage or input (one stderr line
 ``error: <rule>: expected <x>, got <y>``); 130 / 143: interrupted by SIGINT / SIGTERM
@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("attndeploy.cli.bench_cmd", "time eager PyTorch against the exported graphs, interleaved"),
     "matrix": ("attndeploy.cli.matrix_cmd", "export every module x opset x exporter x static/dynamic: pass/fail"),
     "power": ("attndeploy.cli.power_cmd", "the smallest bug planted in the graph that the verdict catches"),
+    "verify": ("attndeploy.cli.verify_cmd", "check a bundle's graph or TensorRT engine against the eager truth it "
+               "carries (no torch needed)"),
 }
 
 # Packages only an extra brings: a command run without one says which extra to install (exit 2).

@@ -6,7 +6,9 @@ the same shape the closest one (a module called twice, or an output consumed twi
 several). Like is compared with like: the rule is the verdict's (`attndeploy.verdict`):
 the graph tensor's distance to the module's float64 output against eager fp32's own (the
 same event in the float64 run), so a module is named only where its own error exceeds
-eager's by the rule's factor; a NaN or Inf never passes. No tensor of the eager shape but
+eager's by the rule's factor; a NaN or Inf never passes. Under a reduced-precision budget
+(a cosine floor: `attndeploy verify` on an fp16 or INT8 graph) a tensor diverges where its cosine
+with eager fp32 falls below the floor. No tensor of the eager shape but
 one of the same rank is a shape mismatch; no floating-point tensor at all leaves the event
 unmapped.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attndeploy.localise.graph import GraphIndex
-from attndeploy.module_events import Event
+from attndeploy.events import Event
 from attndeploy.verdict import Budget, OutputVerdict
 from attndeploy.verdict.judge import fold
 
@@ -48,6 +50,11 @@ def _check(ref: np.ndarray, ref64: np.ndarray, got: np.ndarray, budget: Budget) 
     acc = OutputVerdict("")
     fold(acc, budget, "x".join(map(str, ref.shape)), ref64, ref, got)
     return acc
+
+
+def _diverged(acc: OutputVerdict) -> bool:
+    """Past the budget: elements past it, or (a cosine budget: reduced precision) the cosine below its floor."""
+    return acc.failing_elements > 0 or acc.below_budget
 
 
 def _pairs(event: Event, twin: Event | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -80,8 +87,8 @@ def compare_tensors(pairs: list[tuple[np.ndarray, np.ndarray]], names: list[str]
                 verdict = False
             continue
         checks = [(n, _check(ref, ref64, v, budget)) for n, v in same]
-        name, best = min(checks, key=lambda c: (c[1].failing_elements, c[1].max_abs_err))
-        if best.failing_elements == 0:
+        name, best = min(checks, key=lambda c: (_diverged(c[1]), c[1].failing_elements, c[1].max_abs_err))
+        if not _diverged(best):
             verdict = True if verdict is None else verdict
             continue
         verdict = False

@@ -1,7 +1,7 @@
 """The one export pipeline: `ExportSettings` in, `ExportResult` out, through small timed stages.
 
     prepare -> evidence (the Truth) -> lint -> export (routes: export, verify, simplify, judge)
-            -> [localise] -> [precision: fp16 / INT8 candidate, judged] -> write -> [engine, judged]
+            -> [localise] -> [precision: fp16 / INT8 candidate, judged] -> write -> [bundle] -> [engine, judged]
 
 Every command (`export`, recipes, `matrix`, `bench`, `selftest`, `lint`) and the Python API
 call `run_pipeline`; none re-implements a stage. Stages hand their results on as values;
@@ -27,6 +27,7 @@ from attndeploy.pipeline.build import Outcome, build_result
 from attndeploy.pipeline.candidate import Judged
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.pipeline.run import Log, Run
+from attndeploy.pipeline.stages.bundle import bundle
 from attndeploy.pipeline.stages.engine import engine as engine_stage
 from attndeploy.pipeline.stages.evidence import evidence
 from attndeploy.pipeline.stages.export import ExportFailed
@@ -38,7 +39,7 @@ from attndeploy.pipeline.stages.prepare import prepare
 from attndeploy.pipeline.stages.write import write
 from attndeploy.settings import ExportSettings
 
-STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "engine")
+STAGES = ("prepare", "evidence", "lint", "export", "localise", "precision", "write", "bundle", "engine")
 
 
 def lint_findings(settings: ExportSettings, log: Log | None = None
@@ -85,6 +86,10 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None, also: Sequenc
     final = graphs[1] if own and len(graphs) > 1 else fp32
     with run.stage("write"):
         write(model, graphs)
+    device: dict[str, Any] = {}
+    if settings.bundle:
+        with run.stage("bundle"):
+            device = bundle(run, model, truth, [g for g in graphs if g is not final] + [final], final)
     engines = {}
     if settings.engine is not None:
         for judged in graphs if also else [final]:
@@ -92,6 +97,7 @@ def run_pipeline(settings: ExportSettings, log: Log | None = None, also: Sequenc
                 with run.stage("engine"):
                     engines[judged.candidate.key] = engine_stage(run, model, truth, judged)
     result = build_result(run, model, truth, Outcome(exported, graphs, final, findings, localisation, engines))
+    result.bundle = device
     path = settings.report_path(run.name)
     if path is not None:
         write_json_atomic(path, result.to_dict())

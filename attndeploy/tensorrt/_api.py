@@ -9,10 +9,13 @@ against `tensorrt-stubs`.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import logging
 import sys
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from attndeploy.errors import UsageError
@@ -76,6 +79,25 @@ def current_platform(device: int = 0) -> Platform:
                          "run on a machine with an NVIDIA GPU and driver")
     major, minor = torch.cuda.get_device_capability(device)
     return Platform(version, torch.cuda.get_device_name(device), f"{major}.{minor}")
+
+
+@contextlib.contextmanager
+def cuda_device(device: int) -> Iterator[None]:
+    """CUDA device `device` current in this thread during the block, restored after (no torch: the CUDA runtime's
+    `cudaGetDevice` / `cudaSetDevice` through Polygraphy's wrapper, the library its `TrtRunner` uses)."""
+    from polygraphy import cuda
+
+    runtime = cuda.wrapper()
+    current = ctypes.c_int(0)
+    runtime.check(runtime.handle.cudaGetDevice(ctypes.byref(current)))
+    switch = current.value != device
+    if switch:
+        runtime.check(runtime.handle.cudaSetDevice(ctypes.c_int(device)))
+    try:
+        yield
+    finally:
+        if switch:
+            runtime.check(runtime.handle.cudaSetDevice(current))
 
 
 class PolygraphyLog(logging.Handler):

@@ -24,7 +24,7 @@ import numpy as np
 from attndeploy.errors import UsageError, first_line, require
 from attndeploy.runtimes.base import Runner
 from attndeploy.runtimes.feeds import InputProfile, IOSpec
-from attndeploy.tensorrt._api import current_platform, dims, dtype_name, polygraphy_log
+from attndeploy.tensorrt._api import cuda_device, current_platform, dims, dtype_name, polygraphy_log, require_tensorrt
 from attndeploy.tensorrt.cache import (
     check_compatible,
     read_metadata,
@@ -74,13 +74,14 @@ class TensorRTRunner(Runner):
 
     def _read(self) -> tuple[bytes, list[str]]:
         """The engine's verified bytes and the plugin libraries to load."""
-        platform = current_platform(self.device)  # TensorRT, Polygraphy and a GPU, or UsageError
+        require_tensorrt()
         path = self.engine_path
         require(path.is_file(), "the TensorRT engine must exist", "a .engine file", str(path))
         data = path.read_bytes()
         require(len(data) > 0, "the TensorRT engine must not be empty", "a serialized engine", f"0 bytes in {path}")
         if not self.require_metadata and not sidecar_path(path).is_file():
-            return data, [str(p) for p in self.plugins or ()]
+            return data, [str(p) for p in self.plugins or ()]  # e.g. built by trtexec on the device: no platform query
+        platform = current_platform(self.device)  # TensorRT, Polygraphy and a GPU, or UsageError
         metadata = read_metadata(path)
         check_compatible(path, metadata, platform, self.strict_gpu_name)
         verify_engine_bytes(path, data, metadata)
@@ -89,7 +90,6 @@ class TensorRTRunner(Runner):
 
     def _activate(self) -> None:
         data, plugins = self._read()
-        import torch
         from polygraphy.backend.trt import EngineFromBytes, LoadPlugins, TrtRunner
         from polygraphy.exception import PolygraphyException
 
@@ -97,7 +97,7 @@ class TensorRTRunner(Runner):
         mark = log.count
         runner = TrtRunner(LoadPlugins(plugins=plugins, obj=EngineFromBytes(data)), name=f"tensorrt:{self.engine_path}")
         try:
-            with torch.cuda.device(self.device):
+            with cuda_device(self.device):
                 runner.activate()
         except OSError as err:  # ctypes could not load a plugin library
             raise UsageError("a plugin library must load", "a TensorRT plugin .so built for this TensorRT",
@@ -113,10 +113,15 @@ class TensorRTRunner(Runner):
             raise
         self._trt = runner
 
-    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
+    @property
+    def engine(self) -> trt.ICudaEngine:
+        """The deserialized engine, while active (what TensorRT's engine inspector reads)."""
+        if self._trt is None:
+            raise RuntimeError("TensorRTRunner.engine read before activate() (use it as a context manager)")
+        return self._trt.engine
 
-        with torch.cuda.device(self.device):
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with cuda_device(self.device):
             outputs = self._trt.infer(feeds, check_inputs=False)  # checked once, by Runner.infer / bound
         return {name: np.array(outputs[name], copy=True) for name in self.output_names}  # TrtRunner reuses buffers
 

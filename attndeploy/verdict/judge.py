@@ -113,7 +113,7 @@ def fold_rows(acc: OutputVerdict, tag: str, check: RowCheck, reference: np.ndarr
         acc.failing_elements += 1
         acc.failing_shapes.append(f"{tag} ({message})")
     elif status == "undecidable":
-        acc.ill_conditioned_shapes.append(tag)
+        acc.undecided_shapes.append(f"{tag} ({message})")
     if got.shape == eager.shape:
         diff = np.abs(eager.astype(np.float64) - got.astype(np.float64))
         acc.max_abs_err = max(acc.max_abs_err, float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))

@@ -41,6 +41,7 @@ class OutputVerdict:
     ratio: float = 0.0                 # max over channels and probes of G_c / basis_c
     limit: list[float] | None = None   # [min, max] of the per-channel limits (FACTOR x basis)
     ill_conditioned_shapes: list[str] = field(default_factory=list)
+    undecided_shapes: list[str] = field(default_factory=list)   # detection rows the row check could not decide
     stats: ErrorStats | None = None    # cosine, SQNR, max abs, p99 relative error (reduced precision)
 
     @property
