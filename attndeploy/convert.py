@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from attndeploy.copying import private_copy
+from attndeploy.errors import require
 from attndeploy.registry import all_specs, init_kwargs
 
 
@@ -40,6 +41,9 @@ def swap_to_deploy(model: nn.Module, inplace: bool = False) -> tuple[nn.Module, 
     Subclasses of reference classes are left alone: their forward may differ. The
     model is copied first (`copying.private_copy`) unless `inplace`.
     """
+    require(isinstance(model, nn.Module), "to_deploy takes a PyTorch model", "an nn.Module",
+            f"{model!r}"[:100] + f" ({type(model).__name__})",
+            "attndeploy.create(name) builds a registry module" if isinstance(model, str) else "")
     twins = _twin_classes()
     if not inplace:
         model = private_copy(model)

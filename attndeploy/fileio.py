@@ -10,6 +10,8 @@
 - This process remembers the folders `ensure_writable_dir` created and the temp files it
   made: the CLI removes the still-empty folders and its temp files when a run fails or is
   interrupted (`remove_created_dirs`, `remove_own_temps`).
+- `removed_on_failure(folders)`: folders a block creates (and what it writes in them) are
+  removed, whole, when the block fails or is interrupted (a bench's scratch output).
 - `dumps_strict`: standard JSON (no ``NaN``/``Infinity`` tokens: non-finite floats become
   the strings ``"nan"``, ``"inf"``, ``"-inf"``).
 """
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -58,7 +61,8 @@ def dumps_strict(obj: object, indent: int | None = 2) -> str:
 
 
 def _append_only(directory: Path) -> bool:
-    """Whether `directory` has Linux's append-only or immutable attribute (files in it cannot be replaced)."""
+    """Whether `directory` (or a regular file) has Linux's append-only or immutable attribute: files in such a
+    folder, or such a file itself, cannot be replaced."""
     try:
         import fcntl
         import struct
@@ -77,8 +81,9 @@ def _append_only(directory: Path) -> bool:
 def _probe_writable(directory: Path) -> None:
     """OSError unless files can be created and replaced in `directory`; leaves nothing behind.
 
-    The probe is an unnamed O_TMPFILE (or `os.access` where the filesystem has none); an
-    append-only directory is refused: an atomic write renames over its target.
+    The probe is an unnamed O_TMPFILE (where the filesystem has none: a named temp file,
+    removed at once); an append-only directory is refused: an atomic write renames over its
+    target.
     """
     if _append_only(directory):
         raise PermissionError(errno.EPERM, "append-only or immutable directory: files in it cannot be replaced",
@@ -93,6 +98,10 @@ def _probe_writable(directory: Path) -> None:
                 raise
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
+    # os.access says yes to root everywhere (/proc, /sys): a named probe file, removed at once, says for sure
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".attndeploy-probe-")
+    os.close(fd)
+    os.unlink(name)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -105,7 +114,8 @@ def _existing_ancestor(path: Path) -> Path:
 def check_output_file(path: Path) -> None:
     """`UsageError` unless a file can be written at `path`; creates nothing.
 
-    Refused: `path` exists and is a directory or not a regular file (a FIFO, a device);
+    Refused: `path` exists and is a directory, not a regular file (a FIFO, a device) or an
+    immutable or append-only file (an atomic write renames over it);
     its folder exists and cannot be written; its folder does not exist and cannot be
     created (a file is in the way, or the nearest existing folder cannot be written).
     """
@@ -114,6 +124,8 @@ def check_output_file(path: Path) -> None:
         require(not path.is_dir(), "the output file must not be a directory", "a file path", f"{path} (a directory)")
         require(path.is_file(), "the output file must be a regular file", "a file path",
                 f"{path} (not a regular file)")
+        require(not _append_only(path), "the output file must be replaceable", "a file without the immutable or "
+                "append-only attribute", f"{path} (immutable or append-only)", "lsattr shows it; chattr -i -a clears it")
     folder = Path(os.path.abspath(path.parent))
     ancestor = _existing_ancestor(folder)
     where = str(path.parent) if ancestor == folder else f"{path.parent} (at {ancestor})"
@@ -162,6 +174,26 @@ def remove_created_dirs() -> list[Path]:
 def forget_created_dirs() -> None:
     """Stop tracking the folders created so far (a run that succeeded keeps them)."""
     _created_dirs.clear()
+
+
+@contextlib.contextmanager
+def removed_on_failure(folders: list[Path]) -> Iterator[None]:
+    """During the block, `folders` may be created and written; if it raises (an error, SIGINT, SIGTERM), the
+    topmost folder of each that did not exist before is removed with everything in it. Folders that existed are
+    left as they are."""
+    created = []
+    for folder in folders:
+        walk, top = Path(os.path.abspath(folder)), None
+        while not os.path.lexists(walk) and walk != walk.parent:
+            top, walk = walk, walk.parent
+        if top is not None and top not in created:
+            created.append(top)
+    try:
+        yield
+    except BaseException:
+        for top in created:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
 
 
 def _pid_alive(pid: int) -> bool:

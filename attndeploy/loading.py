@@ -64,7 +64,7 @@ def _load_file(location: str) -> Any:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[name] = module
     try:
-        with calling_user_code(f"the model file {str(path)!r} (on import)"):
+        with calling_user_code(f"the model file {str(path)!r} (on import)", hold_output=True):
             try:
                 spec.loader.exec_module(module)  # type: ignore[union-attr]
             except Exception as err:
@@ -77,7 +77,7 @@ def _load_file(location: str) -> Any:
 
 
 def _import(location: str) -> Any:
-    with calling_user_code(f"the model module {location!r} (on import)"):
+    with calling_user_code(f"the model module {location!r} (on import)", hold_output=True):
         return _import_module(location)
 
 
@@ -121,7 +121,7 @@ def load_model(source: str, kwargs: dict[str, Any] | None = None, weights: str |
     require(kwargs is None or isinstance(kwargs, Mapping), "model kwargs must be a mapping of argument names",
             "a dict", type(kwargs).__name__)
     factory = resolve_factory(source)
-    with calling_user_code(f"the factory {source!r}"):
+    with calling_user_code(f"the factory {source!r}", hold_output=True):
         try:
             model = factory(**dict(kwargs or {}))
         except UsageError:

@@ -4,11 +4,13 @@ Per module: export + onnxruntime CPU parity (always); eager CUDA fp32 (TF32 off)
 against the eager CPU reference, onnxruntime's CUDA provider, and TensorRT fp32/fp16
 engines, each where installed (else skipped with the reason). Writes one JSON report and
 prints a summary; exit 0 when every stage that ran passed, 1 otherwise, 2 for bad usage
-(e.g. `--gpu` without a CUDA device).
+(e.g. `--gpu` without a CUDA device), 130/143 when interrupted: the CLI's contract
+(`attndeploy.cli.main.run_guarded`), so an interrupted run leaves no temporary folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 import tempfile
@@ -20,15 +22,12 @@ import torch
 
 import attndeploy
 from attndeploy.argparsing import UsageErrorParser
+from attndeploy.cli.main import parse_and_run, run_guarded
+from attndeploy.cli.output import emit, stderr
 from attndeploy.copying import private_copy
 from attndeploy.defaults import TRT_FP16_MIN_COSINE
 from attndeploy.errors import CheckFailed, UsageError, first_line, require
-from attndeploy.fileio import (
-    check_output_file,
-    ensure_writable_dir,
-    remove_created_dirs,
-    write_json_atomic,
-)
+from attndeploy.fileio import check_output_file, ensure_writable_dir, write_json_atomic
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
 from attndeploy.registry import create, get_spec
@@ -149,40 +148,45 @@ def selftest(names: list[str], gpu: bool, log: Callable[[str], None]) -> dict[st
 
 def print_summary(report: dict[str, Any]) -> None:
     stages = list(next(iter(report["modules"].values())))
-    print(f"{'module':<11}" + "".join(f"{s:>18}" for s in stages))
+    emit(f"{'module':<11}" + "".join(f"{s:>18}" for s in stages))
     for name, results in report["modules"].items():
         cells = []
         for s in stages:
             r = results[s]
             cells.append("skip" if r["passed"] is None else
                          (f"ok {r['max_abs_err']:.1e}" if r["passed"] else "FAIL"))
-        print(f"{name:<11}" + "".join(f"{c:>18}" for c in cells))
-    print(f"{report['stages_run']} stages ran, {report['stages_failed']} failed; "
-          f"CUDA: {report['machine']['cuda'] or 'none'}; TensorRT: {report['machine']['tensorrt']}")
+        emit(f"{name:<11}" + "".join(f"{c:>18}" for c in cells))
+    emit(f"{report['stages_run']} stages ran, {report['stages_failed']} failed; "
+         f"CUDA: {report['machine']['cuda'] or 'none'}; TensorRT: {report['machine']['tensorrt']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit 0: every stage that ran passed; 1: one failed; 2: bad usage (one `error:` line), before any stage."""
+def _parser() -> UsageErrorParser:
     parser = UsageErrorParser(prog="python -m attndeploy.selftest", description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="fail (exit 2) unless a CUDA device is present")
     parser.add_argument("--names", default=None, help="comma-separated registry names (default: all)")
     parser.add_argument("--out", type=Path, default=Path("models/selftest.json"))
-    try:
-        args = parser.parse_args(argv)
-        names = args.names.split(",") if args.names else attndeploy.list_modules()
-        for n in names:
-            attndeploy.get_spec(n)
-        check_output_file(args.out)
-        ensure_writable_dir(args.out.parent)
-        report = selftest(names, args.gpu, lambda m: print(m, file=sys.stderr, flush=True))
-    except UsageError as err:
-        remove_created_dirs()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    parser.set_defaults(run=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    names = args.names.split(",") if args.names else attndeploy.list_modules()
+    for n in names:
+        attndeploy.get_spec(n)
+    check_output_file(args.out)
+    ensure_writable_dir(args.out.parent)
+    report = selftest(names, args.gpu, stderr)
     write_json_atomic(args.out, report)
     print_summary(report)
-    print(f"report: {args.out}")
+    emit(f"report: {args.out}")
     return 0 if report["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0: every stage that ran passed; 1: one failed; 2: bad usage (one `error:` line), before any stage;
+    130/143: interrupted (SIGINT/SIGTERM), leaving no temporary folder and no output folder it created."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return run_guarded(lambda: parse_and_run(_parser(), words))
 
 
 if __name__ == "__main__":

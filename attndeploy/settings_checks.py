@@ -142,6 +142,8 @@ def example(value: Any, option: str = "example_input") -> Any:
         require(value.is_floating_point(), f"{option} must be a floating-point tensor", "float32", str(value.dtype))
         require(value.dim() >= 1 and value.numel() > 0, f"{option} must not be empty", "a (N, C, H, W) tensor",
                 tuple(value.shape))
+        require(value.device.type != "meta", f"{option} must hold values", "a tensor on the CPU or a GPU",
+                "a tensor on the meta device (shapes only, no values)")
         import torch
 
         require(bool(torch.isfinite(value).all()), f"{option} must be finite", "no NaN/Inf", "non-finite values")

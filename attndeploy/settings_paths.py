@@ -65,7 +65,8 @@ def out_dir(value: Any, option: str = "out_dir") -> Path | None:
 
 
 def data(value: Any, option: str) -> Any:
-    """Input data: an array, or a path to a .npy/.npz file or a folder of images (read where it is used)."""
+    """Input data: an array, a tensor with values (`attndeploy.reading.check_tensor`), or a path to a .npy/.npz file
+    or a folder of images (read, with bounds, by the prepare stage)."""
     if value is None:
         return None
     require(isinstance(value, (np.ndarray, str, Path)) or is_tensor(value), f"{option} must be data or a path",
@@ -75,5 +76,9 @@ def data(value: Any, option: str) -> Any:
         require(found.exists(), f"{option} must exist", "an existing file or folder", str(value))
         require(found.is_file() or found.is_dir(), f"{option} must be a regular file or a folder",
                 "a .npy/.npz file or a folder of images", f"{value} (a pipe, socket or device: reading it could block)")
+    if is_tensor(value):
+        from attndeploy.reading import check_tensor
+
+        check_tensor(value, option)
     return value
 

@@ -24,7 +24,7 @@ from torch import nn
 from attndeploy.errors import require
 from attndeploy.limits import check_module_bytes, check_tensor_bytes
 from attndeploy.loading import load_model, load_weights
-from attndeploy.registry import all_specs, create, get_spec, list_modules
+from attndeploy.registry import all_specs, create, get_spec
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.spec import ModuleSpec
@@ -53,9 +53,12 @@ def _ultralytics_source(source: str, kwargs: Mapping[str, Any], weights: Path | 
                         custom_modules: Path | None, trust_checkpoint: bool) -> nn.Module:
     from attndeploy.adapters import ultralytics_sources as yolo
     from attndeploy.adapters.ultralytics import check_ultralytics_installed
+    from attndeploy.adapters.ultralytics_yaml import check_model_yaml
 
     require(not kwargs, "--kwargs are for registry names and factories", "no kwargs with a model YAML or checkpoint",
             dict(kwargs))
+    if classify_source(source).kind is SourceKind.YAML:
+        check_model_yaml(Path(source).expanduser())  # before ultralytics is imported (its first import talks)
     check_ultralytics_installed()
     if classify_source(source).kind is SourceKind.CHECKPOINT:
         model = yolo.load_checkpoint(source, trust_checkpoint, custom_modules)
@@ -72,7 +75,7 @@ def resolve_source(source: nn.Module | str, kwargs: Mapping[str, Any], weights: 
     `custom_modules` (a .py file) and `trust_checkpoint` are for model YAMLs and checkpoints.
     """
     if isinstance(source, nn.Module):
-        spec = get_spec(name) if name in list_modules() else spec_of(source)
+        spec = spec_of(source)  # by the module's class: `name` names the files, never another module's spec
         if weights is not None:
             load_weights(source, weights)
         return Source(name or (spec.name if spec else type(source).__name__.lower()), source, spec)

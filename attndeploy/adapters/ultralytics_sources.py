@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from attndeploy.adapters.ultralytics_yaml import check_model_yaml
 from attndeploy.errors import UsageError, first_line, require
 from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
@@ -50,7 +51,7 @@ def _import_file(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    with calling_user_code(f"the custom-modules file {str(path)!r} (on import)"):
+    with calling_user_code(f"the custom-modules file {str(path)!r} (on import)", hold_output=True):
         try:
             spec.loader.exec_module(module)
         except Exception as err:
@@ -143,6 +144,7 @@ def build_from_yaml(path: str | Path, custom_modules: Path | None = None) -> Any
     `yolov8.yaml` at scale n).
     """
     path = Path(path).expanduser()
+    check_model_yaml(path)  # before ultralytics reads it: its sections, read with bounds
     require(path.is_file() or path.name == str(path), "the model YAML must exist", "an existing .yaml file, or the "
             "name of one ultralytics ships (yolov8n.yaml, yolo11n-seg.yaml ...)", str(path))
     with custom_modules_file(custom_modules) as classes, visible_to_yaml_parser(classes):

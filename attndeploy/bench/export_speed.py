@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attndeploy import settings_checks as check
 from attndeploy.errors import require
+from attndeploy.fileio import check_output_file, removed_on_failure
+from attndeploy.limits import check_tensor_bytes
+from attndeploy.source_kind import SourceKind, classify_source
+from attndeploy.usercode import calling_user_code
 
 Log = Callable[[str], None]
 
@@ -66,7 +71,12 @@ class ExportSpeed:
 
 
 def _wrapper(source: str, custom_modules: Path | None, seed: int) -> Any:
-    """`YOLO(source)` built with the custom classes visible, random weights; stays a YOLO wrapper."""
+    """`YOLO(source)` built with the custom classes visible, random weights; stays a YOLO wrapper. The YAML is
+    checked first and ultralytics' build errors are one line (`adapters.ultralytics_yaml`)."""
+    from attndeploy.adapters.ultralytics_yaml import check_model_yaml, yaml_build_errors
+
+    path = Path(source).expanduser()
+    check_model_yaml(path)  # before ultralytics is imported: it writes its settings file on first import
     from ultralytics import YOLO
 
     from attndeploy.adapters.ultralytics_sources import (
@@ -74,9 +84,10 @@ def _wrapper(source: str, custom_modules: Path | None, seed: int) -> Any:
         random_weights_,
         visible_to_yaml_parser,
     )
-
     with custom_modules_file(custom_modules) as classes, visible_to_yaml_parser(classes):
-        wrapper: Any = YOLO(source, verbose=False)
+        with (calling_user_code(f"building {path.name} with ultralytics"),
+              yaml_build_errors(path.name, classes, custom_modules)):
+            wrapper: Any = YOLO(source, verbose=False)
     random_weights_(wrapper.model, seed)
     return wrapper
 
@@ -135,23 +146,43 @@ def compare_export_speed(source: str, folder: str | Path, *, imgsz: int | tuple[
     return report
 
 
+MAX_ROUNDS = 100
+
+
 def add_export_arguments(p: Any) -> None:
     """`bench --export MODEL.yaml` options (the bench command adds the flag and calls `run_export_bench`)."""
     p.add_argument("--export-imgsz", type=int, default=640, metavar="S", help="image size of both exports (640)")
     p.add_argument("--export-rounds", type=int, default=2, metavar="N", help="timed rounds of each exporter (2)")
     p.add_argument("--export-out", type=Path, default=Path("models/bench-export"), metavar="DIR",
-                   help="where both exporters write (models/bench-export)")
+                   help="where both exporters write (models/bench-export; removed when the bench fails or is "
+                        "interrupted, if it made it)")
 
 
-def run_export_bench(source: str, args: Any, log: Log, emit: Log) -> ExportSpeed:
-    """What `attndeploy bench --export MODEL.yaml` runs: the comparison, its lines through `emit`."""
-    report = compare_export_speed(source, args.export_out, imgsz=args.export_imgsz, opset=getattr(args, "opset", 17),
-                                  rounds=args.export_rounds, log=log,
-                                  options={"seed": getattr(args, "seed", 0),
-                                           "custom_modules": getattr(args, "custom_modules", None)})
-    for line in report.lines():
-        emit(line)
-    return report
+def check_export_arguments(source: str, args: Any) -> tuple[tuple[int, int], list[Path]]:
+    """The image size and the two output folders of `bench --export`, checked before ultralytics runs."""
+    require(classify_source(source).kind is SourceKind.YAML, "bench --export takes a model YAML",
+            "MODEL.yaml (built offline by ultralytics)", source)
+    size = check.imgsz(args.export_imgsz, "--export-imgsz")
+    assert size is not None
+    check_tensor_bytes((1, 3, *size), f"--export-imgsz {args.export_imgsz} (1x3x{size[0]}x{size[1]} float32)")
+    check.integer(args.export_rounds, "--export-rounds", 1, MAX_ROUNDS)
+    check.opset(getattr(args, "opset", 17), "--opset")
+    folders = [Path(args.export_out) / "attndeploy", Path(args.export_out) / "ultralytics"]
+    for folder in folders:
+        check_output_file(folder / f"{Path(source).stem}.onnx")
+    return size, folders
 
 
-__all__ = ["ExportSpeed", "add_export_arguments", "compare_export_speed", "run_export_bench"]
+def run_export_bench(source: str, args: Any, log: Log) -> ExportSpeed:
+    """What `attndeploy bench --export MODEL.yaml` runs: the arguments checked, then the comparison; the folders it
+    made are removed if it fails or is interrupted."""
+    size, folders = check_export_arguments(source, args)
+    with removed_on_failure(folders):
+        return compare_export_speed(source, args.export_out, imgsz=size, opset=getattr(args, "opset", 17),
+                                    rounds=args.export_rounds, log=log,
+                                    options={"seed": getattr(args, "seed", 0),
+                                             "custom_modules": getattr(args, "custom_modules", None)})
+
+
+__all__ = ["ExportSpeed", "add_export_arguments", "check_export_arguments", "compare_export_speed",
+           "run_export_bench"]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from attndeploy.bench.timing import summarize, time_interleaved
+from attndeploy.errors import CheckFailed
 from attndeploy.pipeline import run_pipeline
 from attndeploy.runtimes.onnxruntime_runner import ort_session
 from attndeploy.settings import ExportSettings
@@ -53,8 +54,9 @@ def export_variant(source: Any, shape: Shape, out: Path, variant: str, seed: int
         options["int8_flavour"] = flavour
     settings = ExportSettings.create(source, shape, out, precision=precision, seed=seed, **options)
     res = run_pipeline(settings)
-    if res.precision != precision:
-        raise RuntimeError(f"the pipeline made no {precision} graph (is the precision stage registered?)")
+    if res.precision != precision:  # the precision stage runs on an fp32 graph that passed only
+        raise CheckFailed(f"{res.name}: no {variant} graph: the fp32 graph failed its checks "
+                          f"({res.parity.failure_message()[:300] or 'see its report'})")
     return res
 
 

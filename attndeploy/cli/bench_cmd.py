@@ -1,9 +1,11 @@
 """`attndeploy bench [NAMES...]`: time eager reference, deploy twin and exported graphs, interleaved.
 
-stdout: the table (or, with --json, one JSON object holding every figure); stderr: a
-progress bar. Exit 0 when every runnable backend ran (n/a and skipped are not
-failures), 1 when a backend errored (e.g. the deploy export failed parity), 2 for bad
-usage.
+stdout: the table (or, with --json, one JSON object holding every figure: also for
+`--precisions` and `--export`); stderr: a progress bar. Exit 0 when every runnable backend
+ran (n/a and skipped are not failures), 1 when a backend errored (e.g. the deploy export
+failed parity; for `--precisions` / `--export`, a graph that failed its checks), 2 for bad
+usage. The folders `--precisions` and `--export` write are removed when they made them and
+the bench fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from attndeploy.bench.precision import bench_precisions
 from attndeploy.bench.report import format_markdown, format_table
 from attndeploy.cli.output import emit, print_json, stderr
 from attndeploy.errors import UsageError
-from attndeploy.fileio import ensure_writable_dir
+from attndeploy.fileio import check_output_file, ensure_writable_dir, removed_on_failure
 from attndeploy.limits import parse_seed
 from attndeploy.shapes import parse_shape
 
@@ -101,22 +103,40 @@ def _busy(threads: int) -> str:
     return ""
 
 
+PRECISION_FOLDER = Path("models/bench-precision")
+
+
 def _precisions(args: argparse.Namespace) -> int:
     if args.input is None:
         raise UsageError("--precisions needs the model's input shape", "--input NxCxHxW", "no --input")
-    rows = bench_precisions(args.precisions, tuple(args.input), Path("models/bench-precision"),
-                            args.threads or 1, args.iters)
+    check_output_file(PRECISION_FOLDER / "fp16" / "model.onnx")
+    with removed_on_failure([PRECISION_FOLDER]):
+        rows = bench_precisions(args.precisions, tuple(args.input), PRECISION_FOLDER, args.threads or 1, args.iters)
+    passed = all(r["passed"] for r in rows)
+    if args.json:
+        print_json({"model": args.precisions, "input": list(args.input), "threads": args.threads or 1,
+                    "passed": passed, "graphs": rows})
+        return 0 if passed else 1
     emit(f"{'graph':<14} {'median ms':>10} {'x fp32':>7} {'cosine':>10}  checks")
     for r in rows:
         emit(f"{r['graph']:<14} {r['median_ms']:>10.2f} {r['speedup_vs_fp32']:>7.2f} {r['min_cosine']:>10.6f}  "
              f"{'passed' if r['passed'] else 'FAILED'}")
-    return 0 if all(r["passed"] for r in rows) else 1
+    return 0 if passed else 1
+
+
+def _export_speed(args: argparse.Namespace) -> int:
+    report = run_export_bench(args.export, args, stderr)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        for line in report.lines():
+            emit(line)
+    return 0 if report.passed else 1
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export is not None:
-        run_export_bench(args.export, args, stderr, emit)
-        return 0
+        return _export_speed(args)
     if args.precisions is not None:
         return _precisions(args)
 

@@ -15,7 +15,7 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from attndeploy import fileio
@@ -167,50 +167,72 @@ def _report_interrupt(signum: int, as_json: bool) -> int:
     return 128 + signum
 
 
-def _run(argv: list[str], gate: _SignalGate) -> int:
-    as_json = wants_json(argv)
+def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    """`parser`'s arguments, then their `run(args)`; `--help` (printed as a result on stdout) returns its exit code."""
+    with output.results_as_stdout():  # --help is a result
+        try:
+            args = parser.parse_args(list(argv))
+        except SystemExit as done:  # --help
+            return done.code if isinstance(done.code, int) else EXIT_USAGE
+    return int(args.run(args))
+
+
+def _report_error(err: Exception, as_json: bool) -> int:
+    """Exit 2 for bad usage (a missing extra too), 1 for a failed check; anything else is raised again."""
+    if isinstance(err, UsageError):
+        return _report_usage(err, as_json)
+    if isinstance(err, ModuleNotFoundError):
+        missing = missing_extra(err)
+        if missing is not None:
+            return _report_usage(missing, as_json)
+    if isinstance(err, CheckFailed):
+        return _report_check(err, as_json)
+    raise err
+
+
+def _outcome(body: Callable[[], int], gate: _SignalGate, as_json: bool) -> int:
+    """`body()`'s exit code, or the code of what it raised (one stderr line; with `as_json` one JSON object)."""
     try:
         try:
-            parser = build_parser(chosen_command(argv))
-            with output.results_as_stdout():  # --help is a result
-                try:
-                    args = parser.parse_args(argv)
-                except SystemExit as done:  # --help
-                    return done.code if isinstance(done.code, int) else EXIT_USAGE
-            return int(args.run(args))
+            return body()
         finally:
             gate.disarm()
-    except UsageError as err:
-        return _report_usage(err, as_json)
-    except ModuleNotFoundError as err:
-        missing = missing_extra(err)
-        if missing is None:
-            raise
-        return _report_usage(missing, as_json)
-    except CheckFailed as err:
-        return _report_check(err, as_json)
+    except Exception as err:
+        if gate.received:  # the signal's exception became another on its way up (onnxruntime's import: ImportError)
+            return _report_interrupt(gate.received, as_json)
+        return _report_error(err, as_json)
     except Interrupted as err:
         return _report_interrupt(err.signum, as_json)
     except KeyboardInterrupt:  # Ctrl-C where our handler is not installed (main() off the main thread)
         return _report_interrupt(signal.SIGINT, as_json)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI on `argv` (default `sys.argv[1:]`) and return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def run_guarded(body: Callable[[], int], as_json: bool = False) -> int:
+    """Run `body` (a command) under the CLI's contract (see the module docstring) and return its exit code.
+
+    SIGINT/SIGTERM interrupt it (130/143, one `interrupted` line); `UsageError` is exit 2 and
+    `CheckFailed` exit 1, each one stderr line; stdout is reserved for results (`output.emit`,
+    `output.print_json`); temp files, and the folders a failed run created, are removed.
+    """
     gate = _SignalGate()
     with gate.installed(), output.reserve_stdout():
         code = EXIT_USAGE
         try:
-            code = _run(argv, gate)
+            code = _outcome(body, gate, as_json)
         finally:
             fileio.remove_own_temps()
             if code != EXIT_OK or gate.received:
                 fileio.remove_created_dirs()
             fileio.forget_created_dirs()
         if gate.received and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-            code = _report_interrupt(gate.received, wants_json(argv))
+            code = _report_interrupt(gate.received, as_json)
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default `sys.argv[1:]`) and return the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return run_guarded(lambda: parse_and_run(build_parser(chosen_command(words)), words), wants_json(words))
 
 
 if __name__ == "__main__":

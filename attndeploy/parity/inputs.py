@@ -6,7 +6,10 @@
 User data (`inputs=` / `--inputs`): a (K, C, H, W) array, a `.npy`, a `.npz` (its first
 array), or a folder of images (decoded to RGB in [0, 1] and resized to the example's H, W).
 Each parity shape takes samples in turn (batch) and resizes them bilinearly to its H, W.
-The same reader serves int8 calibration data.
+The same reader serves int8 calibration data (`plan_inputs(..., calibration=...)`, read in
+the prepare stage with the parity data). Files are read with bounds (`attndeploy.reading`);
+data that is empty, not numeric, not finite in float32, or of the wrong rank or channels
+is a `UsageError`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from attndeploy.errors import UsageError, require
+from attndeploy.reading import NUMERIC_KINDS, read_array_file, read_image_folder, tensor_values
 from attndeploy.shapes import Shape, format_shape
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def random_input(shape: Shape, seed: int) -> torch.Tensor:
@@ -35,60 +37,70 @@ def image_like_input(shape: Shape, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
-def _images(folder: Path, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+def _as_float32(array: np.ndarray, what: str, where: str) -> np.ndarray:
+    """`array` as float32: NaN/Inf refused, and values past float32's range (float64 data) named as such."""
+    require(array.dtype.kind in NUMERIC_KINDS, f"{what} must hold numbers", "a float or int array",
+            f"{where}: dtype {array.dtype}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        nan = int(np.isnan(array).sum())
+        raise UsageError(f"{what} must be finite", "no NaN/Inf", f"{where}: {nan} NaN and "
+                         f"{int(array.size - finite.sum()) - nan} Inf of {array.size} values")
+    with np.errstate(over="ignore"):
+        converted = array.astype(np.float32)
+    if not np.isfinite(converted).all():
+        largest = float(np.abs(array).max())
+        raise UsageError(f"{what} must fit in float32 (the model's input dtype)",
+                         f"|x| <= {float(np.finfo(np.float32).max):.4g}", f"{where}: |x| up to {largest:.4g} "
+                         f"({array.dtype}), which is Inf in float32")
+    return converted
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    require(bool(files), "an input folder must hold images", f"files ending in {', '.join(IMAGE_SUFFIXES)}",
-            f"none in {folder}")
-    arrays = []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-        except (OSError, ValueError) as err:
-            raise UsageError("every image in the input folder must decode", "a readable image",
-                             f"{path}: {err}") from err
-        arrays.append(np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0)
-    return np.stack(arrays)
+
+def check_samples(array: np.ndarray, example: Shape, what: str, where: str) -> np.ndarray:
+    """`array` checked as a batch of samples like the example (rank, channels, no empty dim, finite in float32) and
+    returned as a contiguous (K, C, ...) float32 array."""
+    require(array.ndim == len(example), f"{what} must be a batch of samples shaped like the example",
+            f"rank {len(example)}: (K, {', '.join(map(str, example[1:]))})", f"{where}: shape {array.shape}")
+    require(all(d >= 1 for d in array.shape), f"{what} must not be empty", "every dimension >= 1",
+            f"{where}: shape {array.shape}")
+    require(len(example) < 2 or array.shape[1] == example[1], f"{what} must have the example's channels",
+            example[1] if len(example) > 1 else "-", f"{array.shape[1]} in shape {array.shape} ({where})")
+    return np.ascontiguousarray(_as_float32(array, what, where))
 
 
 def load_inputs(value: Any, example: Shape, what: str = "inputs") -> np.ndarray:
-    """User data as a (K, C, H, W) float32 array with the example's C (images resized to its H, W)."""
+    """User data as a (K, C, H, W) float32 array with the example's C (images resized to its H, W), read with bounds
+    (`attndeploy.reading`); `UsageError` naming `what` for anything unusable."""
     if isinstance(value, torch.Tensor):
-        array = value.detach().cpu().numpy()
+        array, where = tensor_values(value, what), f"a tensor {tuple(value.shape)}"
     elif isinstance(value, np.ndarray):
-        array = value
+        array, where = value, f"an array {value.shape}"
     else:
         path = Path(value).expanduser()
         if path.is_dir():
             require(len(example) == 4 and example[1] == 3, f"{what} from images need a 3-channel (N, 3, H, W) input",
                     "an example of shape (N, 3, H, W)", format_shape(example))
-            return _images(path, (example[2], example[3]))
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"{what} must be a .npy/.npz array or an image folder", "a readable array file",
-                             f"{path}: {err}") from err
-        array = loaded[next(iter(loaded.files))] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
-    require(array.ndim == len(example) and array.shape[0] >= 1, f"{what} must be a batch of samples shaped like "
-            "the example", f"rank {len(example)} (K, {', '.join(map(str, example[1:]))})", f"shape {array.shape}")
-    require(len(example) < 2 or array.shape[1] == example[1], f"{what} must have the example's channels",
-            example[1] if len(example) > 1 else "-", f"{array.shape[1]} in shape {array.shape}")
-    require(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer),
-            f"{what} must hold numbers", "a float or int array", str(array.dtype))
-    array = array.astype(np.float32)
-    require(bool(np.isfinite(array).all()), f"{what} must be finite", "no NaN/Inf", "non-finite values")
-    return array
+            return read_image_folder(path, (example[2], example[3]), what)
+        array, where = read_array_file(path, what), str(path)
+    return check_samples(array, example, what, where)
+
+
+def describe_data(value: Any) -> str:
+    """Where user data came from, as the report says it: the path, or the array's shape."""
+    return str(value) if isinstance(value, (str, Path)) else f"an array {tuple(np.shape(value))}"
 
 
 @dataclass(frozen=True)
 class InputPlan:
-    """How parity inputs are made: `kind` "image" (U[0, 1)), "normal" (N(0, 1)) or "data" (the user's)."""
+    """How parity inputs are made: `kind` "image" (U[0, 1)), "normal" (N(0, 1)) or "data" (the user's); and the int8
+    calibration samples (K, C, H, W) float32 at the example's H, W, read and checked with the parity data, before any
+    export (None when the run calibrates on nothing of the user's)."""
 
     kind: str
     data: np.ndarray | None = None
     source: str = ""
+    calibration: np.ndarray | None = None
+    calibration_source: str = ""
 
     def make(self, shape: Shape, seed: int) -> torch.Tensor:
         if self.kind == "image":
@@ -101,6 +113,11 @@ class InputPlan:
         if len(shape) == 4 and tuple(batch.shape[2:]) != tuple(shape[2:]):
             batch = F.interpolate(batch, size=tuple(shape[2:]), mode="bilinear", align_corners=False)
         return batch.contiguous()
+
+    def calibration_samples(self) -> tuple[np.ndarray, str]:
+        """(the calibration samples, where they came from); only for a run that was given calibration data."""
+        assert self.calibration is not None, "plan_inputs was given no calibration data"
+        return self.calibration, self.calibration_source
 
     def describe(self) -> str:
         if self.kind == "image":
@@ -115,9 +132,20 @@ class InputPlan:
                 "description": self.describe()}
 
 
-def plan_inputs(example: Shape, inputs: Any) -> InputPlan:
-    """`inputs` (user data or None) -> the plan; without data, 3 channels mean an image."""
+def _at_example_size(data: np.ndarray, example: Shape) -> np.ndarray:
+    """(K, C, H, W) samples resized (bilinear) to the example's H, W."""
+    if data.ndim != 4 or tuple(data.shape[2:]) == tuple(example[2:]):
+        return data
+    return F.interpolate(torch.from_numpy(data), size=tuple(example[2:]), mode="bilinear",
+                         align_corners=False).numpy()
+
+
+def plan_inputs(example: Shape, inputs: Any, calibration: Any = None) -> InputPlan:
+    """`inputs` (user data or None) -> the plan; without data, 3 channels mean an image. `calibration` (int8 data or
+    None) is read and checked here too, so bad data stops the run before any export."""
+    samples = None if calibration is None else _at_example_size(load_inputs(calibration, example, "calibration"),
+                                                               example)
+    where = "" if calibration is None else describe_data(calibration)
     if inputs is not None:
-        source = str(inputs) if isinstance(inputs, (str, Path)) else f"an array {tuple(np.shape(inputs))}"
-        return InputPlan("data", load_inputs(inputs, example), source)
-    return InputPlan("image" if len(example) == 4 and example[1] == 3 else "normal")
+        return InputPlan("data", load_inputs(inputs, example), describe_data(inputs), samples, where)
+    return InputPlan("image" if len(example) == 4 and example[1] == 3 else "normal", None, "", samples, where)

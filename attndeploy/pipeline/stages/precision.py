@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from attndeploy.defaults import ORT_PROVIDERS
 from attndeploy.errors import first_line
 from attndeploy.lowering.deformconv import PLUGIN_DOMAIN
-from attndeploy.parity.inputs import load_inputs
 from attndeploy.pipeline.candidate import Candidate, Judged
 from attndeploy.pipeline.judging import judge_candidate, task_check
 from attndeploy.pipeline.model import PreparedModel
@@ -79,7 +78,7 @@ def calibration_data(run: Run, model: PreparedModel, truth: Truth) -> tuple[np.n
         data, source = truth.task.inputs, (f"the {len(truth.task.inputs)} image(s) the {model.family.family} family "
                                            "ships (real images from your data calibrate better: --calib DIR)")
     else:
-        data, source = load_inputs(given, model.shape, "calibration"), f"{given}"
+        data, source = model.inputs.calibration_samples()  # read and checked by the prepare stage
     if data.ndim == 4 and tuple(data.shape[2:]) != tuple(model.shape[2:]):
         data = F.interpolate(torch.from_numpy(np.ascontiguousarray(data)), size=tuple(model.shape[2:]),
                              mode="bilinear", align_corners=False).numpy()

@@ -2,8 +2,11 @@
 
 The user's model is never changed: the truth is a private eval-mode copy
 (`attndeploy.copying.private_copy`) run only by its `EagerModel`, and what is exported is
-a second copy with the deploy twins swapped in. The output location is checked before any
-model code runs.
+a second copy with the deploy twins swapped in. Everything that can be checked without an
+export is checked here (`early_checks`): every path the run will write (before any model
+code runs, and again once the family has named the model), weights that hold values, the
+user's parity and calibration data (read with bounds), and the keep-fp32 patterns against
+the model's module paths.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from attndeploy.adapters import adapter_for
 from attndeploy.convert import swap_to_deploy
 from attndeploy.copying import private_copy
 from attndeploy.errors import UsageError, first_line, require
-from attndeploy.fileio import check_output_file
 from attndeploy.parity.inputs import plan_inputs
 from attndeploy.pipeline.model import PreparedModel
 from attndeploy.pipeline.run import Run
+from attndeploy.pipeline.stages.early_checks import check_output_paths, require_patterns_can_match, require_values
 from attndeploy.settings import ExportSettings
 from attndeploy.settings_checks import source_label
 from attndeploy.settings_rules import require_calibration
@@ -70,18 +73,16 @@ def _example_outputs(eager: EagerModel, given: object, shape: Shape, name: str) 
 
 def prepare(run: Run) -> PreparedModel:
     settings = run.settings
-    check_output_file(settings.resolved_out_path(_expected_name(settings)))
+    check_output_paths(settings, _expected_name(settings))
     given = private_copy(settings.source) if isinstance(settings.source, nn.Module) else settings.source
     with torch.random.fork_rng():  # a factory's own random init follows `seed`; the caller's RNG is left as it was
         torch.manual_seed(settings.seed)
         source = resolve_source(given, settings.kwargs, settings.weights, settings.seed, settings.name,
                                 custom_modules=settings.custom_modules, trust_checkpoint=settings.trust_checkpoint)
+    require_values(source.model, source.name)
     family = adapter_for(source.model).prepare(source.model, settings)
-    for note in family.notes:
-        run.log(f"{family.family}: {note}")
     name = run.name = settings.name or family.name or source.name
-    if settings.out_path is None and name != _expected_name(settings):
-        check_output_file(settings.resolved_out_path(name))   # the family named it otherwise (a YAML's stem)
+    check_output_paths(settings, name, detector=bool(family.metadata))  # the family may have named it otherwise
     truth = family.model.eval()
     spec = source.spec
     if spec is not None:
@@ -97,7 +98,7 @@ def prepare(run: Run) -> PreparedModel:
                 "parity_shapes must keep the example's rank and channels", format_shape(shape), format_shape(other))
     if family.task_inputs is None:  # a family that ships images (a detector's) calibrates int8 on them
         require_calibration(settings, f"the {family.family} family ships no images")
-    inputs = plan_inputs(shape, settings.inputs)
+    inputs = plan_inputs(shape, settings.inputs, settings.calibration if settings.precision == "int8" else None)
     eager = EagerModel(truth, inputs.make, settings.seed)
     outputs = _example_outputs(eager, settings.example, shape, name)
     require(len(outputs) > 0, f"{name} must return at least one tensor", "a tensor (or a tuple/dict of them)",
@@ -110,8 +111,13 @@ def prepare(run: Run) -> PreparedModel:
             f"{len(names)}: {names}")
     if settings.deploy_twins:
         deploy, swaps = swap_to_deploy(truth)
-        run.log(f"{name}: swapped {len(swaps)} module(s) for deploy twins")
     else:
         deploy, swaps = private_copy(truth), []  # later eager runs of the truth must not change what is exported
+    if settings.precision != "fp32" and settings.keep_fp32:  # the exported graph's module paths are deploy's
+        require_patterns_can_match(settings.keep_fp32, deploy, "keep_fp32 (--keep-fp32)")
+    for note in family.notes:  # progress is said once every check here passed: a refusal is one line
+        run.log(f"{family.family}: {note}")
+    if settings.deploy_twins:
+        run.log(f"{name}: swapped {len(swaps)} module(s) for deploy twins")
     return PreparedModel(name, spec, family, eager, deploy, torch.from_numpy(eager.input_at(shape).copy()), inputs,
                          names, {n: tuple(o.shape) for n, o in zip(names, outputs.values())}, swaps)
