@@ -51,16 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if classify_source(args.model).kind is SourceKind.ONNX:
         require(not model_flags, "lint of an ONNX file takes --trt only", "MODEL.onnx [--trt VERSION]",
                 ", ".join(model_flags), "the model options are for PyTorch models")
-<<<<<<< HEAD
+        require_regular_file(Path(args.model), "the ONNX model", "a readable .onnx file")  # a pipe would block
         return _lint_onnx(Path(args.model), args.trt or "10", args.json, args.jetpack)
     require(args.trt is None and args.jetpack is None, "--trt and --jetpack are used only with an ONNX file",
             "MODEL.onnx --trt VERSION [--jetpack RELEASE]", f"{'--trt' if args.trt else '--jetpack'} with {args.model!r}")
-=======
-        require_regular_file(Path(args.model), "the ONNX model", "a readable .onnx file")  # a pipe would block
-        return _lint_onnx(Path(args.model), args.trt or "10", args.json)
-    require(args.trt is None, "--trt is used only with an ONNX file", "MODEL.onnx --trt VERSION",
-            f"--trt with {args.model!r}")
->>>>>>> h-badinput
     return _lint_torch(args)
 
 
