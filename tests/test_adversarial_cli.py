@@ -129,7 +129,7 @@ def test_prints_in_user_code_go_to_stderr(tmp_path):
 
 def test_prints_during_export_go_to_stderr(tmp_path):
     source = model_file(tmp_path, top="print('noise at import')", forward="print('noise in forward')")
-    run = run_cli(tmp_path, "export", source, "--input", "1x3x8x8", "--out", "D", "--json")
+    run = run_cli(tmp_path, "export", source, "--input", "1x3x8x8", "--out", "D", "--json", "--no-bundle")
     assert run.code == 0, run.stderr
     report = run.json()
     assert report["parity"]["passed"] and "noise in forward" in run.stderr and "noise at import" in run.stderr

@@ -1,6 +1,7 @@
 """User models through the CLI: factories, .py files, recipes, weights, and the pre-export lint."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ DETECTOR = "tests.test_torch_lint:_Detector"
 def test_lint_names_the_module_path_and_hazard(capsys):
     assert main(["lint", DETECTOR, "--input", "1x3x20x16"]) == 0
     out = capsys.readouterr().out
-    assert "backbone.layer3.1.attn: F.adaptive_avg_pool2d(output_size=(20, 1))" in out
+    # the export's own lint: at the cheapest input the model is known to take (the sweep's smallest)
+    assert re.search(r"backbone\.layer3\.1\.attn: F\.adaptive_avg_pool2d\(output_size=\(\d+, 1\)\)", out), out
     assert "handled by the export-time rewrite 'adaptive_avg_pool2d'" in out
     assert "2 finding(s), 2 handled" in out
 

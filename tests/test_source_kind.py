@@ -70,7 +70,7 @@ def test_lint_sends_onnx_files_to_the_onnx_lint_in_any_case(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lint of an ONNX file takes --trt only" in err and "--input" in err
     assert main(["lint", "se", "--trt", "10"]) == 2
-    assert "--trt is used only with an ONNX file" in capsys.readouterr().err
+    assert "--trt and --jetpack are used only with an ONNX file" in capsys.readouterr().err
 
 
 def test_export_refuses_an_onnx_file_naming_the_commands_that_take_it(tmp_path, capsys):

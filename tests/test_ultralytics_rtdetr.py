@@ -28,7 +28,7 @@ def test_the_yaml_head_picks_the_class(yolo_env: Path, tmp_path: Path) -> None: 
     broken = tmp_path / "broken.yaml"
     broken.write_text("backbone: [[-1, 1, Conv, [16, 3, 2]]]\n")
     assert head_module(broken) == ""
-    with pytest.raises(UsageError, match="a model YAML needs its layer sections.*no 'head' in broken.yaml"):
+    with pytest.raises(UsageError, match="a model YAML needs its layer lists.*no 'head' in broken.yaml"):
         build_from_yaml(broken)
 
 

@@ -40,7 +40,6 @@ from attndeploy.errors import UsageError, first_line, require
 from attndeploy.source_kind import SourceKind, classify_source
 from attndeploy.usercode import calling_user_code
 
-YAML_SECTIONS = ("backbone", "head")
 TRUST_HINT = ("an ultralytics checkpoint is a pickle: loading it runs code from the file; if you trust where it came "
               "from, pass --trust-checkpoint (Python: trust_checkpoint=True)")
 
@@ -152,9 +151,6 @@ def build_from_yaml(path: str | Path, custom_modules: Path | None = None) -> Any
             try:
                 model: Any = family_class(path)(str(path)).model
             except KeyError as err:
-                if err.args and err.args[0] in YAML_SECTIONS:
-                    raise UsageError("a model YAML needs its layer sections", f"{' and '.join(YAML_SECTIONS)} lists",
-                                     f"no {err.args[0]!r} in {path.name}") from err
                 where = f" from {custom_modules}" if custom_modules else ""
                 raise UsageError(f"{path.name} names a module ultralytics' YAML parser does not know",
                                  f"an ultralytics layer or a class given with --custom-modules FILE.py{where}",

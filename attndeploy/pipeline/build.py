@@ -60,6 +60,7 @@ def build_result(run: Run, model: PreparedModel, truth: Truth, outcome: Outcome)
         seed=run.settings.seed, seconds={k: round(v, 3) for k, v in run.seconds.items()},
         rewrites=record.rewrites.to_dict(), lint=[f.to_dict() for f in findings], parities=verdicts,
         files={j.candidate.key: str(j.written) for j in graphs}, precision=final.candidate.precision,
-        engine=engine, engines=engines, notes=list(run.notes), tasks=tasks, evidence=_evidence(model, truth, fp32),
+        engine=engine, engines=engines, notes=list(run.notes), details=list(run.details), tasks=tasks,
+        evidence=_evidence(model, truth, fp32),
         route=fp32.candidate.route, localisation=localisation,
         passed=all(j.passed for j in graphs) and all(e.passed for e in engines.values()), truth=truth.data())

@@ -38,6 +38,7 @@ class ExportResult:
     engine: Any = None                                         # tensorrt.deploy.EngineReport of the final graph
     engines: dict[str, Any] = field(default_factory=dict)     # graph label -> EngineReport (a run's `also` graphs)
     notes: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)           # what stages chose, for the report only
     tasks: dict[str, Any] = field(default_factory=dict)       # precision -> adapters.base.TaskCheck
     evidence: dict[str, Any] = field(default_factory=dict)    # shape rule, parity inputs, the truth's reference
     route: str = ""                                           # e.g. "dynamo-18", "torchscript-17+version-converter-18"
@@ -67,6 +68,7 @@ class ExportResult:
             "node_counts": self.node_counts,
             "warnings": self.warnings,
             "notes": self.notes,
+            "details": self.details,
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
             "evidence": self.evidence,
             "seconds": self.seconds,

@@ -19,12 +19,18 @@ class Run:
     log: Log
     name: str = ""
     notes: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
-        """A note for the report, also logged."""
+        """A note a user should read (the table prints it; report.json's `notes`), also logged."""
         self.notes.append(text)
         self.log(f"note: {text}")
+
+    def detail(self, text: str) -> None:
+        """A detail for report.json's `details` only (what a stage chose that changes nothing of the verdict)."""
+        self.details.append(text)
+        self.log(text)
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:

@@ -4,6 +4,7 @@
     truth.probe((2, 3, 480, 320))     # another shape inside the rule, run once and kept
     truth.data(truth.probes)          # a `TruthData` the judge (and the device bundle) reads
     truth.module_runs(probe)          # every module's outputs in fp32 and float64 (localisation), for one probe
+                                      # (of the model as exported: deploy twins in, `module_model`)
 
 Where the model cannot run in float64 the reference is a stand-in: eager fp32 at one thread
 with every input element moved by one ulp (another fp32 implementation of the same math,
@@ -47,6 +48,7 @@ class Truth:
         self.notes: list[str] = []
         self._made: dict[Shape, TruthProbe] = {}
         self._modules: tuple[Shape, EagerRun, EagerRun | None] | None = None
+        self.module_model: EagerModel = eager   # the model whose modules the graph's nodes map to (see `module_runs`)
 
     @property
     def reference(self) -> str:
@@ -82,10 +84,16 @@ class Truth:
                          list(self.probes if probes is None else probes))
 
     def module_runs(self, probe: TruthProbe) -> tuple[EagerRun, EagerRun | None]:
-        """(fp32 events, float64 events or None) of every module on `probe`'s input; kept for the last probe asked."""
+        """(fp32 events, float64 events or None) of every module on `probe`'s input; kept for the last probe asked.
+
+        The modules are `module_model`'s: the model as exported (deploy twins swapped in, tested equal to their
+        references), whose module paths and calls the graph's nodes carry — a twin computes some of its
+        reference's children differently, so the reference's events would not line up with the graph's tensors.
+        """
         if self._modules is None or self._modules[0] != probe.shape:
-            double = None if self.eager.failed64 else self.eager.events(probe.x, double=True)
-            self._modules = (probe.shape, self.eager.events(probe.x), double)
+            events = self.module_model
+            double = None if self.eager.failed64 else events.events(probe.x, double=True)
+            self._modules = (probe.shape, events.events(probe.x), double)
         return self._modules[1], self._modules[2]
 
     @property

@@ -63,7 +63,7 @@ def _fails(budget: Budget, acc: OutputVerdict, tag: str, reference: np.ndarray, 
     shaped = limit.reshape((1, -1) + (1,) * (got.ndim - 2)) if got.ndim >= 2 else float(limit[0])
     with np.errstate(invalid="ignore"):
         past = np.abs(got - reference) > shaped
-    return nonfinite | past | ~np.isfinite(got)
+    return nonfinite | past | (~np.isfinite(got) & np.isfinite(reference))  # NaN where eager is NaN: its own finding
 
 
 def fold(acc: OutputVerdict, budget: Budget, tag: str, reference: np.ndarray, eager: np.ndarray,

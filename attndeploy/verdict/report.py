@@ -85,6 +85,11 @@ class Verdict:
         return max((o.max_abs_err for o in self.outputs), default=0.0)
 
     @property
+    def metrics(self) -> dict[str, ErrorStats]:
+        """Per output: cosine, SQNR, max abs and p99 relative error, worst over the probes."""
+        return {o.name: o.stats for o in self.outputs if o.stats is not None}
+
+    @property
     def min_cosine(self) -> float:
         values = [o.min_cosine for o in self.outputs]
         return math.nan if any(math.isnan(v) for v in values) else min(values, default=1.0)
@@ -129,7 +134,7 @@ class Verdict:
             "atol": self.budget.atol if given else None, "rtol": self.budget.rtol if given else None,
             "budget": self.budget.to_dict(), "reference": self.reference, "shapes": self.shapes,
             "cosine_budget": self.budget.min_cosine if self.budget.kind == "cosine" else None,
-            "metrics": {o.name: o.stats.to_dict() for o in self.outputs if o.stats is not None},
+            "metrics": {name: stats.to_dict() for name, stats in self.metrics.items()},
             "outputs": [o.to_dict() for o in self.outputs], "notes": self.notes, "noise": self.noise, "blame": self.blame,
             "reduced_fraction": self.reduced_fraction,
             "strict": self.strict.to_dict() if self.strict is not None else None,

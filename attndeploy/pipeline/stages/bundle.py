@@ -140,7 +140,7 @@ def _write(run: Run, model: PreparedModel, truth: Truth, graphs: list[Judged], f
         reference=truth.reference, profile=dict(zip(("min", "opt", "max"), shapes)),
         shape_rule=truth.rule.describe() if truth.rule is not None else "",
         modules_file=REFERENCES_FILE if refs is not None else None, modules_shape=refs.shape if refs else None,
-        files=files, notes=[n for n in run.notes if n.startswith("bundle:")], version=__version__,
+        files=files, notes=[n for n in run.details if n.startswith("bundle:")], version=__version__,
         row_outputs=list(model.family.row_outputs))
     manifest.save(folder)
     listed = _file_sizes(folder, [MANIFEST_FILE, *[g.file for g in manifest.graphs], *files.values()])

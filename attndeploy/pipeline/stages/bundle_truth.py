@@ -55,7 +55,7 @@ def engine_shapes(run: Run, model: PreparedModel, truth: Truth, graph: onnx.Mode
     except UsageError:
         if engine is not None and (engine.min or engine.opt or engine.max):
             raise
-        run.note(f"bundle: the family's engine shapes do not fit the graph ({', '.join(map(str, family))}): the bundle's "
+        run.detail(f"bundle: the family's engine shapes do not fit the graph ({', '.join(map(str, family))}): the bundle's "
                  "profile is derived from the example and the shape rule")
         profile = derive_profile(graph, model.shape, hw_multiple=hw[0], min_hw=hw[1])
     found = profile[model.input_name]
@@ -86,12 +86,12 @@ def bundle_probes(run: Run, truth: Truth, shapes: tuple[Shape, Shape, Shape]) ->
         if not why and truth.rule is not None and not truth.rule.accepts(shape):
             why = f"outside the shape rule ({truth.rule.describe()})"
         if why:
-            run.note(f"bundle: the {role} probe {format_shape(shape)} left out of the truth ({why})")
+            run.detail(f"bundle: the {role} probe {format_shape(shape)} left out of the truth ({why})")
             continue
         try:
             chosen[shape] = truth.probe(shape)
         except EagerFailed as err:
-            run.note(f"bundle: the {role} probe left out: {err}")
+            run.detail(f"bundle: the {role} probe left out: {err}")
     return list(chosen.values())
 
 
@@ -130,7 +130,7 @@ def module_references(run: Run, truth: Truth, probe: TruthProbe, graphs: Sequenc
                             _infos(fp32), sorted(fp32.calls), truth.reference)
     size = refs.nbytes
     if size > MODULES_LIMIT:
-        run.note(f"bundle: module references at {probe.label} left out ({size / MIB:.1f} MiB, over "
+        run.detail(f"bundle: module references at {probe.label} left out ({size / MIB:.1f} MiB, over "
                  f"{MODULES_LIMIT // MIB} MiB): verify on the device names the failing output, not the module")
         return None
     return refs

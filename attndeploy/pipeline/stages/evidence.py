@@ -21,7 +21,7 @@ from attndeploy.pipeline.model import PreparedModel
 from attndeploy.pipeline.run import Run
 from attndeploy.shapes import Shape, format_shape
 from attndeploy.truth.determinism import check_determinism
-from attndeploy.truth.eager import EagerFailed
+from attndeploy.truth.eager import EagerFailed, EagerModel
 from attndeploy.truth.truth import TaskTruth, Truth
 from attndeploy.usercode import calling_user_code
 
@@ -70,6 +70,7 @@ def _task(model: PreparedModel, truth: Truth) -> None:
 
 def evidence(run: Run, model: PreparedModel) -> Truth:
     truth = Truth(model.eager, model.input_name, model.output_names)
+    truth.module_model = EagerModel(model.deploy, model.inputs.make, run.settings.seed)
     example = model.shape
     with calling_user_code(f"{run.name}'s forward"):
         rule = truth.rule = discover_rule(model.eager.fp32_at, example, _declared(model))

@@ -170,7 +170,7 @@ def _attempt(run: Run, model: PreparedModel, truth: Truth, route: Route, probes:
     except Exception as err:  # each exporter fails in its own way; all are reported together
         first = first_line(err, 10_000).split(" Please feel free to request support")[0]
         failures.append((f"{route.name}: {first[:300]}", str(err)))
-        run.log(f"  {route.name} failed: {first[:200]}")
+        run.note(f"route {route.name}: cannot export ({first[:200]})")
         return None
     judged, report = _judge_route(run, model, truth, route, proto, fp32_budget(run.settings), probes)
     return judged, RouteRecord(warnings, rewrites, report)

@@ -28,7 +28,7 @@ def localise(run: Run, model: PreparedModel, truth: Truth, judged: Judged) -> Lo
         budget = Budget.given(ONNX_TOL.atol, ONNX_TOL.rtol)
     try:
         with calling_user_code(f"{run.name}'s forward"):
-            found = localise_divergence(model.eager.model, truth.module_runs(probe), exported, probe.x.copy(),
+            found = localise_divergence(model.deploy, truth.module_runs(probe), exported, probe.x.copy(),
                                         model.input_name, budget)
     except (UsageError, CheckFailed) as err:
         run.note(f"localisation failed: {first_line(err)}")
