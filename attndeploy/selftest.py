@@ -61,14 +61,15 @@ def _eager_cuda(model: torch.nn.Module, truth: TruthData, dtype: torch.dtype) ->
 
 
 def _export(model: torch.nn.Module, name: str, workdir: Path, **options: Any) -> ExportResult:
+    """One run: the fp32 graph and, from the same truth, the fp16 one (each built as an engine with `engine`)."""
     settings = ExportSettings.create(model, get_spec(name).example_shape, workdir / f"{name}.onnx", opset=17,
-                                     name=name, **options)
-    return run_pipeline(settings)
+                                     name=name, bundle=False, **options)
+    return run_pipeline(settings, also=("fp16",))
 
 
 def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missing: str | None
                      ) -> tuple[dict[str, Stage], TruthData | None]:
-    """onnxruntime CPU (and CUDA where installed) and the TensorRT fp32 engine in one run; fp16 in a second; and the
+    """onnxruntime CPU (and CUDA where installed) and the TensorRT fp32 and fp16 engines, in one run; and the
     export's truth."""
     cuda_ep = "CUDAExecutionProvider" in available_providers()
     backends = ("onnxruntime-cpu", "onnxruntime-cuda") if cuda_ep else ("onnxruntime-cpu",)
@@ -88,16 +89,11 @@ def _pipeline_stages(model: torch.nn.Module, name: str, workdir: Path, trt_missi
         if not res.parity.passed:
             stages[key] = _skip("the ONNX export did not pass")
             continue
-        try:
-            run = res if precision == "fp32" else _export(model, name, workdir, precision="fp16",
-                                                          engine=EngineSettings())
-            engine = run.engine
-            if engine is None:  # the engine stage runs on a graph that passed only
-                stages[key] = {"passed": False, "detail": f"no engine: the {precision} graph did not pass"}
-                continue
-            stages[key] = {**_stage(engine.parity), "engine": str(engine.build.engine_path)}
-        except (UsageError, CheckFailed, RuntimeError) as err:
-            stages[key] = {"passed": False, "detail": first_line(err)}
+        engine = res.engines.get(precision)
+        if engine is None:  # the engine stage runs on a graph that passed only
+            stages[key] = {"passed": False, "detail": f"no engine: the {precision} graph did not pass"}
+            continue
+        stages[key] = {**_stage(engine.parity), "engine": str(engine.build.engine_path)}
     return stages, res.truth
 
 

@@ -63,7 +63,7 @@ class ModuleContext:
 
     def _export_deploy(self) -> Path | BaseException:
         settings = ExportSettings.create(self.reference, self.example_shape, self.workdir / f"{self.name}.onnx",
-                                         opset=self.opset, dynamic=True, name=self.name, seed=self.seed)
+                                         opset=self.opset, dynamic=True, name=self.name, seed=self.seed, bundle=False)
         try:
             with quiet() as captured:
                 res = run_pipeline(settings)
@@ -125,7 +125,7 @@ class ModuleContext:
         settings = ExportSettings.create(self.reference, shape, path, opset=REFERENCE_OPSET, dynamic=dynamic,
                                          exporter="torchscript", deploy_twins=False, rewrites=False, simplify=False,
                                          parity_shapes=[shape], seed=self.seed + 7, atol=self.spec.onnx_tol.atol,
-                                         rtol=self.spec.onnx_tol.rtol)
+                                         rtol=self.spec.onnx_tol.rtol, bundle=False)
         try:
             with quiet():
                 res = run_pipeline(settings)

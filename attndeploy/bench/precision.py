@@ -7,9 +7,9 @@ N(0, 1) feature maps: the module's own kind of input) and hands the graph to the
 onnxruntime backends `onnxruntime-fp16`, `onnxruntime-int8` (TensorRT's Q/DQ flavour)
 and `onnxruntime-int8-ort-cpu`.
 
-For a whole model (a detector), `bench_precisions(source, shape, folder)` exports each
-precision through the pipeline and times the fp32, fp16, int8 (trt) and int8 (ort-cpu)
-graphs interleaved in onnxruntime CPU at `threads` threads:
+For a whole model (a detector), `bench_precisions(source, shape, folder)` makes the fp32,
+fp16, int8 (trt) and int8 (ort-cpu) graphs in one pipeline run (one truth) and times them
+interleaved in onnxruntime CPU at `threads` threads:
 
     attndeploy bench --precisions tests.detector_models:yolo --input 1x3x640x640 --threads 1
 
@@ -52,7 +52,7 @@ def export_variant(source: Any, shape: Shape, out: Path, variant: str, seed: int
     if precision == "int8":
         options.setdefault("calibration", _calibration(shape, seed + 11, shape[1] == 3))
         options["int8_flavour"] = flavour
-    settings = ExportSettings.create(source, shape, out, precision=precision, seed=seed, **options)
+    settings = ExportSettings.create(source, shape, out, precision=precision, seed=seed, bundle=False, **options)
     res = run_pipeline(settings)
     if res.precision != precision:  # the precision stage runs on an fp32 graph that passed only
         raise CheckFailed(f"{res.name}: no {variant} graph: the fp32 graph failed its checks "
@@ -66,10 +66,14 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
 
     `options`: further `ExportSettings` fields for every export (e.g. `atol`, `calibration`).
     """
-    results = {v: export_variant(source, shape, folder / v / "model.onnx", v, **options)
-               for v in ("fp16", "int8", "int8-ort-cpu")}
-    first = results["fp16"]
-    paths = {"fp32": Path(first.files["fp32"]), **{v: Path(r.onnx_path) for v, r in results.items()}}
+    options.setdefault("calibration", _calibration(shape, 11, shape[1] == 3))
+    settings = ExportSettings.create(source, shape, folder / "model.onnx", precision="int8", bundle=False, **options)
+    res = run_pipeline(settings, also=("fp16", "int8-ort-cpu"))
+    missing = [v for v in ("fp16", "int8", "int8-ort-cpu") if v not in res.files]
+    if missing:  # the precision stage runs on an fp32 graph that passed only
+        raise CheckFailed(f"{res.name}: no {missing[0]} graph: the fp32 graph failed its checks "
+                          f"({res.parity.failure_message()[:300] or 'see its report'})")
+    paths = {v: Path(res.files[v]) for v in ("fp32", "fp16", "int8", "int8-ort-cpu")}
     x = np.random.default_rng(1).random(shape, dtype=np.float32)
     calls = {}
     for variant, path in paths.items():
@@ -80,9 +84,9 @@ def bench_precisions(source: Any, shape: Shape, folder: Path, threads: int = 1, 
     rows = []
     for variant, seconds in samples.items():
         stats = summarize(seconds)
-        res = results.get(variant)
+        verdict = res.parities.get((variant, "onnxruntime-cpu"))
         rows.append({"graph": variant, "onnx": str(paths[variant]), "median_ms": stats.median_s * 1e3,
                      "speedup_vs_fp32": base / stats.median_s, "threads": threads,
-                     "min_cosine": float(res.parity.min_cosine) if res is not None else 1.0,
-                     "passed": res.passed if res is not None else True})
+                     "min_cosine": float(verdict.min_cosine) if verdict is not None else 1.0,
+                     "passed": verdict.passed if verdict is not None else res.passed})
     return rows

@@ -91,7 +91,7 @@ def _lint(path: Path, versions: tuple[str, ...], result: CellResult) -> None:
 
 def _export(cell: Cell, path: Path, deform_conv: str, seed: int) -> ExportResult:
     settings = ExportSettings.create(cell.module, None, path, opset=cell.opset, dynamic=cell.dynamic,
-                                     exporter=cell.exporter, seed=seed, deform_conv=deform_conv)
+                                     exporter=cell.exporter, seed=seed, deform_conv=deform_conv, bundle=False)
     with quiet():
         return run_pipeline(settings)
 
