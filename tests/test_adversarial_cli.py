@@ -1,15 +1,22 @@
-"""Issue 9 §3, as a hostile-but-realistic user runs the CLI: one subprocess per case, cwd in tmp_path.
+"""Issue 9 §3, as a hostile-but-realistic user runs the CLI, cwd in tmp_path.
 
 Every case asserts the exit code, that stderr holds no traceback and ends with the one
 `error: ...` line (exit 2), stdout's JSON with a strict parser where `--json` is given,
-and what the output folder holds afterwards. `run_cli` does the common part.
+and what the output folder holds afterwards. `run_cli` does the common part: in-process,
+with file descriptors 1 and 2 and `sys.stdout`/`sys.stderr` on files of its own (what a
+terminal would show, native writes included); `process=True` where a case needs its own
+process (`python -m`, as the user types it).
 """
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +49,50 @@ class Run:
         return value
 
 
-def run_cli(cwd: Path, *args: str, module: str = "attndeploy", timeout: float = 300) -> Run:
-    """`python -m attndeploy ARGS` in `cwd`; checks what every run must hold (see the module docstring)."""
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    run = Run(proc.returncode, proc.stdout, proc.stderr)
+ENTRY_POINTS = {"attndeploy": "attndeploy.cli.main", "attndeploy.selftest": "attndeploy.selftest"}
+
+
+def _in_process(cwd: Path, module: str, args: list[str]) -> Run:
+    """`module`'s `main(args)` in `cwd`, its fds 1 and 2 and `sys.stdout`/`sys.stderr` on temp files."""
+    main = importlib.import_module(ENTRY_POINTS[module]).main
+    here, streams = os.getcwd(), (sys.stdout, sys.stderr)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        for stream in streams:
+            stream.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr = (io.TextIOWrapper(os.fdopen(os.dup(fd), "wb"), "utf-8", write_through=True)
+                                  for fd in (1, 2))
+        try:
+            os.chdir(cwd)
+            try:
+                code = main(args)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.chdir(here)
+            for stream in (sys.stdout, sys.stderr):
+                stream.close()
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        out.seek(0)
+        err.seek(0)
+        return Run(code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+
+
+def run_cli(cwd: Path, *args: str, module: str = "attndeploy", timeout: float = 300, process: bool = False) -> Run:
+    """`python -m MODULE ARGS` in `cwd` (in-process unless `process`); checks what every run must hold (see the
+    module docstring)."""
+    if process:
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+        run = Run(proc.returncode, proc.stdout, proc.stderr)
+    else:
+        run = _in_process(cwd, module, list(args))
     assert "Traceback" not in run.stderr, run.stderr
     if run.code == 2:
         assert run.last.startswith("error: "), run.stderr
@@ -56,9 +102,9 @@ def run_cli(cwd: Path, *args: str, module: str = "attndeploy", timeout: float = 
     return run
 
 
-def usage_error(cwd: Path, *args: str, module: str = "attndeploy") -> Run:
+def usage_error(cwd: Path, *args: str, module: str = "attndeploy", process: bool = False) -> Run:
     """A run that must be refused as bad input (exit 2); with --json the error object carries the fields."""
-    run = run_cli(cwd, *args, module=module)
+    run = run_cli(cwd, *args, module=module, process=process)
     assert run.code == 2, run.stderr
     if "--json" in args:
         err = run.json()
@@ -226,3 +272,16 @@ def test_selftest_out_that_is_a_directory_fails_before_any_stage(tmp_path):
     (tmp_path / "r.json").mkdir()
     run = usage_error(tmp_path, "--names", "se", "--out", "r.json", module="attndeploy.selftest")
     assert "must not be a directory" in run.last and "[1/1]" not in run.stderr
+
+
+# the cases above run in-process; `python -m` itself, as typed, for one refusal and each entry point ---------
+
+@pytest.mark.parametrize("module,args", [
+    ("attndeploy", ["export", "se", "--opset", "99", "--out", "D", "--json"]),
+    ("attndeploy.selftest", ["--bogus"]),
+], ids=["attndeploy", "attndeploy.selftest"])
+def test_python_dash_m_refuses_like_the_in_process_run(tmp_path, module, args):
+    as_typed = usage_error(tmp_path, *args, module=module, process=True)
+    in_process = usage_error(tmp_path, *args, module=module)
+    assert (as_typed.code, as_typed.stdout, as_typed.last) == (in_process.code, in_process.stdout, in_process.last)
+    assert entries(tmp_path) == []

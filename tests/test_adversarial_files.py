@@ -20,7 +20,37 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.test_adversarial_cli import entries, model_file, run_cli, usage_error
 
-SLOW_EXPORT = ["export", "acmix", "--exporter", "dynamo", "--opset", "18"]  # ~25 s of dynamo tracing
+SLOW_MODEL = """
+import os
+import time
+from pathlib import Path
+
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        out = os.environ.get("SLOW_WHILE_TEMP_IN")
+        if out and any(Path(out).glob(".*.tmp")):
+            time.sleep(300)  # a window to interrupt the export in: its temp file exists, the graph is traced
+        return self.c(x)
+
+
+def build():
+    return Net()
+"""
+
+
+def slow_export(tmp_path: Path) -> list[str]:
+    """An export of a small model that sleeps once its export's temp file exists in $SLOW_WHILE_TEMP_IN (the file
+    lies outside the cwd)."""
+    source = tmp_path.parent / f"{tmp_path.name}-slow_model.py"
+    source.write_text(SLOW_MODEL, encoding="utf-8")
+    return ["export", f"{source}:build", "--input", "1x3x16x16"]
 
 
 def save_model(path: Path, nodes: list, inputs: list, initializers: list = ()) -> Path:
@@ -156,8 +186,9 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
 
 
 def _start_export(cwd: Path, out: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "attndeploy", *SLOW_EXPORT, "--out", out], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "attndeploy", *slow_export(cwd), "--out", out], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SLOW_WHILE_TEMP_IN": out})
 
 
 def _wait_for_temp(proc: subprocess.Popen, folder: Path, timeout: float = 240) -> Path:
@@ -182,7 +213,6 @@ def test_interrupt_prints_one_line_and_leaves_nothing(tmp_path, signum, code):
     assert entries(tmp_path) == []  # the temp file and the folder the run created are gone
 
 
-@pytest.mark.slow
 def test_killed_export_rerun_into_the_same_folder_is_byte_identical(tmp_path):
     killed = _start_export(tmp_path, "D")
     _wait_for_temp(killed, tmp_path / "D")
@@ -191,7 +221,7 @@ def test_killed_export_rerun_into_the_same_folder_is_byte_identical(tmp_path):
     assert [p.name for p in (tmp_path / "D").glob(".*.tmp")], "the SIGKILL left no temp file to clean up"
 
     for out in ("D", "fresh"):
-        run = run_cli(tmp_path, *SLOW_EXPORT, "--out", out, timeout=600)
+        run = run_cli(tmp_path, *slow_export(tmp_path), "--out", out, timeout=600)
         assert run.code == 0, run.stderr
     assert entries(tmp_path / "D") == entries(tmp_path / "fresh")  # no *.tmp left in D
-    assert (tmp_path / "D" / "acmix.onnx").read_bytes() == (tmp_path / "fresh" / "acmix.onnx").read_bytes()
+    assert (tmp_path / "D" / "build.onnx").read_bytes() == (tmp_path / "fresh" / "build.onnx").read_bytes()

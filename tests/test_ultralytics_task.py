@@ -82,6 +82,45 @@ def test_eager_disagreeing_with_its_float64_run_is_undecidable() -> None:
     assert result.status == UNDECIDABLE and "float64" in result.message and "ill-conditioned" in result.message
 
 
+def _raw_boxes(first: float, second: float) -> np.ndarray:
+    """(1, 84, 400) raw anchors: 4 well-separated boxes scoring 0.9 .. 0.6 in class 0 and `first`/`second`
+    (class 1 / class 2) at anchor 0; every other score 0."""
+    raw = np.zeros((1, 84, 400), np.float32)
+    for i, score in enumerate((0.9, 0.8, 0.7, 0.6)):
+        raw[0, :4, 10 * i] = [40 + 70 * i, 40, 30, 30]
+        raw[0, 4, 10 * i] = score
+    raw[0, 4, 0], raw[0, 5, 0], raw[0, 6, 0] = 0.0, first, second
+    return raw
+
+
+def test_classes_tied_within_the_fp32_limit_are_undecidable_and_clear_ones_fail() -> None:
+    check = DetectionCheck(Layout(nc=80, imgsz=(SMALL, SMALL)))
+    tied = _raw_boxes(0.9, 0.9 - 2e-7)                          # 2e-7 apart: within 2 x 32 ulps of 1
+    swapped = tied.copy()
+    swapped[0, [5, 6], 0] = swapped[0, [6, 5], 0]
+    result = check([tied], [swapped], "fp32", [tied.astype(np.float64)])
+    assert result.status == UNDECIDABLE and "top two eager class scores" in result.message, result.message
+    clear = _raw_boxes(0.9, 0.5)                                  # a planted class swap the images decide
+    planted = clear.copy()
+    planted[0, [5, 6], 0] = planted[0, [6, 5], 0]
+    failed = check([clear], [planted], "fp32", [clear.astype(np.float64)])
+    assert failed.status == FAILED and "classes differ" in failed.message, failed.message
+
+
+def test_a_tiny_score_may_move_by_the_fp32_limit() -> None:
+    """A score of 6e-5 moved by 7e-8 (onnxruntime's Sigmoid): 1.1e-3 relative, far inside the rule's limit on a
+    probability channel (32 ulps of 1, 3.8e-6); moved by 20 % (1.2e-5) it fails."""
+    check = DetectionCheck(Layout(nc=80, imgsz=(SMALL, SMALL)))
+    eager = _raw_boxes(0.0, 0.0)
+    eager[0, 4, :40] *= 1e-4                                      # scores 9e-5 .. 6e-5
+    rounded, wrong = eager.copy(), eager.copy()
+    rounded[0, 4, 30] += 7e-8
+    wrong[0, 4, 30] *= 1.2
+    assert check([eager], [rounded], "fp32", [eager.astype(np.float64)]).status == PASSED
+    assert "relative" in check([eager], [rounded], "fp32").message                # no float64 run: 1e-3 relative
+    assert check([eager], [wrong], "fp32", [eager.astype(np.float64)]).status == FAILED
+
+
 def test_a_given_conf_is_used_where_the_images_decide_at_it() -> None:
     free = Layout(nc=80, imgsz=(SMALL, SMALL), rows=True, max_det=30)     # NMS-free rows: no conf in the graph
     eager = _rows()                                                         # scores 0.9, 0.85 ... 0.35

@@ -49,9 +49,11 @@ def _box(row: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.1f}" for v in row[:4].tolist()) + f"] (class {int(row[5])}, score {float(row[4]):.4g})"
 
 
-def compare_detections(eager: torch.Tensor, graph: torch.Tensor, rotated: bool = False) -> tuple[str | None, float]:
+def compare_detections(eager: torch.Tensor, graph: torch.Tensor, rotated: bool = False,
+                       score_atol: float = 0.0) -> tuple[str | None, float]:
     """(why they differ or None, the smallest matched IoU) for one image's detections (n, 6+) each: the same count
-    and classes, each eager box matched at IoU >= `MIN_IOU` with a score within `SCORE_RTOL`."""
+    and classes, each eager box matched at IoU >= `MIN_IOU` with a score within `SCORE_RTOL` (relative) or
+    `score_atol` (absolute: the fp32 rule's limit on scores, which a tiny score's rounding can exceed)."""
     if len(eager) != len(graph):
         return f"{len(eager)} eager detections vs {len(graph)} in the graph", 0.0
     if len(eager) == 0:
@@ -63,10 +65,12 @@ def compare_detections(eager: torch.Tensor, graph: torch.Tensor, rotated: bool =
         worst = min(worst, iou)
         if j < 0:
             return f"eager box {_box(eager[i])} best matches IoU {iou:.4f} < {MIN_IOU}", worst
-        shift = abs(float(graph[j, 4] - eager[i, 4])) / max(float(eager[i, 4]), 1e-12)
-        if shift > SCORE_RTOL:
+        moved = abs(float(graph[j, 4] - eager[i, 4]))
+        shift = moved / max(float(eager[i, 4]), 1e-12)
+        if shift > SCORE_RTOL and moved > score_atol:
+            beyond = f" and {moved:.2g} > {score_atol:.2g} absolute" if score_atol else ""
             return f"eager box {_box(eager[i])} has score {float(graph[j, 4]):.6g} in the graph ({shift:.2g} " \
-                   f"relative > {SCORE_RTOL:g})", worst
+                   f"relative > {SCORE_RTOL:g}{beyond})", worst
     return None, worst
 
 

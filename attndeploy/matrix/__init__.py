@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attndeploy.matrix.cells import CellResult, run_cell, run_cells
+from attndeploy.matrix.cells import CellResult, kept_graph, run_cell, run_cells
 from attndeploy.matrix.grid import Cell, Grid, parse_grid
 from attndeploy.matrix.readme import read_readme
 from attndeploy.matrix.render import to_json, to_markdown, to_text
 
 
-def run_matrix(grid: Grid, jobs: int = 1, progress: bool = False, seed: int = 0) -> list[CellResult]:
-    """Run every cell of `grid` (see `cells.run_cell`); `jobs` processes; results in grid order."""
-    return run_cells(grid.cells(), grid.trt_columns(), jobs, progress, seed)
+def run_matrix(grid: Grid, jobs: int = 1, progress: bool = False, seed: int = 0,
+               keep: Path | None = None) -> list[CellResult]:
+    """Run every cell of `grid` (see `cells.run_cell`; `keep`: a folder for the passing cells' graphs); `jobs`
+    processes; results in grid order."""
+    return run_cells(grid.cells(), grid.trt_columns(), jobs, progress, seed, keep)
 
 
 def regenerate_readme_block(readme: Path, jobs: int = 1, progress: bool = False) -> tuple[str, str]:
@@ -32,5 +34,5 @@ def regenerate_readme_block(readme: Path, jobs: int = 1, progress: bool = False)
     return block.body, to_markdown(grid, run_matrix(grid, jobs, progress))
 
 
-__all__ = ["Cell", "CellResult", "Grid", "parse_grid", "regenerate_readme_block", "run_cell", "run_matrix",
+__all__ = ["Cell", "CellResult", "Grid", "kept_graph", "parse_grid", "regenerate_readme_block", "run_cell", "run_matrix",
            "to_json", "to_markdown", "to_text"]

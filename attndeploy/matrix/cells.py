@@ -12,6 +12,7 @@ and the cell says so (`lowering`).
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -96,8 +97,14 @@ def _export(cell: Cell, path: Path, deform_conv: str, seed: int) -> ExportResult
         return run_pipeline(settings)
 
 
-def run_cell(cell: Cell, trt: tuple[str, ...] = (), seed: int = 0) -> CellResult:
-    """Export, check and lint one cell in a temporary directory (removed afterwards)."""
+def kept_graph(keep: Path, cell: Cell) -> Path:
+    """Where `run_cell(..., keep=keep)` leaves a passing cell's graph: `keep/MODULE-EXPORTER-OPSET-AXES.onnx`."""
+    return keep / f"{cell.module}-{cell.exporter}-{cell.opset}-{cell.axes}.onnx"
+
+
+def run_cell(cell: Cell, trt: tuple[str, ...] = (), seed: int = 0, keep: Path | None = None) -> CellResult:
+    """Export, check and lint one cell in a temporary directory (removed afterwards; a passing cell's graph is
+    copied to `kept_graph(keep, cell)` first where `keep` is given)."""
     start = time.perf_counter()
     spec = get_spec(cell.module)
     result = CellResult(cell, "n/a")
@@ -130,6 +137,8 @@ def run_cell(cell: Cell, trt: tuple[str, ...] = (), seed: int = 0) -> CellResult
             if res.parity.passed:
                 result.status = "pass"
                 _lint(res.onnx_path, trt, result)
+                if keep is not None:
+                    shutil.copyfile(res.onnx_path, kept_graph(keep, cell))
             else:
                 failing = [s for o in res.parity.outputs for s in o.failing_shapes]
                 result.status, result.detail = "fail", res.parity.failure_message()
@@ -145,7 +154,7 @@ def _init_worker(threads: int) -> None:
 
 
 def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: bool = True,
-              seed: int = 0) -> list[CellResult]:
+              seed: int = 0, keep: Path | None = None) -> list[CellResult]:
     """Every cell, in `jobs` processes (spawned; cores shared out between them); results in `cells` order."""
     import sys
 
@@ -156,7 +165,7 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
         if jobs <= 1:
             for i, cell in enumerate(cells):
                 bar.set_postfix_str(f"{cell.module} {cell.exporter} {cell.opset} {cell.axes}")
-                results[i] = run_cell(cell, trt, seed)
+                results[i] = run_cell(cell, trt, seed, keep)
                 bar.update()
         else:
             import multiprocessing
@@ -166,7 +175,7 @@ def run_cells(cells: list[Cell], trt: tuple[str, ...], jobs: int = 1, progress: 
             threads = max(1, all_cores() // jobs)
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_init_worker, initargs=(threads,)) as pool:
-                futures = {pool.submit(run_cell, cell, trt, seed): i for i, cell in enumerate(cells)}
+                futures = {pool.submit(run_cell, cell, trt, seed, keep): i for i, cell in enumerate(cells)}
                 for future in as_completed(futures):
                     i = futures[future]
                     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic
               "none": "ORT_DISABLE_ALL"}
 
 
+def _omp_threads() -> int:
+    """$OMP_NUM_THREADS as a positive int, else 0 (onnxruntime: all cores)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 0
+
+
 def ort_session(model: str | Path | bytes, threads: int, providers: Sequence[str], profile_prefix: str | None = None,
                 level: str = "all") -> Any:
-    """An onnxruntime session with `threads` intra-op threads (0: all cores), 1 inter-op thread, optimization `level`.
+    """An onnxruntime session with `threads` intra-op threads (0: $OMP_NUM_THREADS where set, the budget torch's
+    OpenMP pool keeps to in the same process, else all cores), 1 inter-op thread, optimization `level`.
 
     `level`: "all" (onnxruntime's default, with the NCHWc layout transform), "extended"
     (without it), "basic" or "none" (see `ORT_LEVELS`).
@@ -31,7 +39,7 @@ def ort_session(model: str | Path | bytes, threads: int, providers: Sequence[str
 
     options = ort.SessionOptions()
     options.log_severity_level = 4  # errors reach the caller as exceptions; its log line would be noise
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or _omp_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
