@@ -14,6 +14,7 @@ directly, or scripted modules, are not seen (hooks only fire through `__call__`)
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from types import TracebackType
@@ -88,8 +89,10 @@ class ModuleStack:
         self._handles.clear()
 
 
+@functools.lru_cache(maxsize=1024)
 def class_site(cls: type) -> tuple[str, int]:
-    """(source file, line of the ``class`` statement) of `cls`; ("", 0) when the source is not available."""
+    """(source file, line of the ``class`` statement) of `cls`; ("", 0) when the source is not available (cached:
+    `inspect` parses the whole file to find a class)."""
     try:
         return inspect.getsourcefile(cls) or "", inspect.getsourcelines(cls)[1]
     except (OSError, TypeError):
@@ -98,8 +101,9 @@ def class_site(cls: type) -> tuple[str, int]:
 
 def forward_site(cls: type) -> tuple[str, int]:
     """(source file, line of the ``def forward``) of `cls` (the one it inherits if it defines none)."""
-    forward = getattr(cls, "forward", None)
+    forward = inspect.unwrap(getattr(cls, "forward", None))  # type: ignore[arg-type]
+    code = getattr(forward, "__code__", None)
     try:
-        return inspect.getsourcefile(forward) or "", inspect.getsourcelines(forward)[1]  # type: ignore[arg-type]
+        return inspect.getsourcefile(forward) or "", code.co_firstlineno if code else inspect.getsourcelines(forward)[1]
     except (OSError, TypeError):
         return "", 0

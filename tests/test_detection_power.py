@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 import torchvision
 
 import attndeploy
@@ -44,6 +45,7 @@ def test_a_registry_module_catches_1e_4(tmp_path):
 
 
 def test_a_torchvision_classifier_catches_1e_4(tmp_path):
+    torch.manual_seed(0)  # torchvision's own init draws from the global generator: one fixed draw
     model = torchvision.models.mobilenet_v3_small(weights=None).eval()
     report = power(attndeploy.export(model, (1, 3, 96, 96), tmp_path / "m.onnx", opset=17))
     assert report.smallest is not None and report.smallest <= 1e-4, report.to_dict()

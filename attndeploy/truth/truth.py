@@ -13,7 +13,8 @@ on an input as close as fp32 allows). The report names it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,11 +29,20 @@ STAND_IN = "fp32 at one thread on the input moved by one ulp (a stand-in: the mo
 
 @dataclass
 class TaskTruth:
-    """The family's task inputs (K, C, H, W) float32 (a detector's letterboxed images) and eager's outputs on them."""
+    """The family's task inputs (K, C, H, W) float32 (a detector's letterboxed images), eager's outputs on them, and
+    `eager64`: the float64 copy's outputs there (None: it cannot run in float64), run when first asked for — only
+    a task check that fails needs them (to tell a failure from inputs eager itself cannot decide)."""
 
     inputs: np.ndarray
     eager: list[np.ndarray]
-    eager64: list[np.ndarray] | None = None   # the float64 copy's outputs there (None: it cannot run in float64)
+    run_float64: Callable[[np.ndarray], list[np.ndarray] | None] = field(default=lambda x: None, repr=False)
+    _eager64: tuple[list[np.ndarray] | None] | None = field(default=None, repr=False)
+
+    @property
+    def eager64(self) -> list[np.ndarray] | None:
+        if self._eager64 is None:
+            self._eager64 = (self.run_float64(self.inputs),)
+        return self._eager64[0]
 
 
 class Truth:

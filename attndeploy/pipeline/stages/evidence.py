@@ -64,8 +64,12 @@ def _task(model: PreparedModel, truth: Truth) -> None:
     inputs, batch = model.family.task_inputs, model.family.task_batch
     if inputs is not None:
         x = np.ascontiguousarray(inputs, np.float32)
-        double = in_batches(lambda c: list((model.eager.float64(c) or {}).values()), x, batch)
-        truth.task = TaskTruth(x, in_batches(lambda c: list(model.eager.fp32(c).values()), x, batch), double or None)
+
+        def float64(images: np.ndarray) -> list[np.ndarray] | None:
+            with calling_user_code(f"{model.name}'s forward"):
+                return in_batches(lambda c: list((model.eager.float64(c) or {}).values()), images, batch) or None
+
+        truth.task = TaskTruth(x, in_batches(lambda c: list(model.eager.fp32(c).values()), x, batch), float64)
 
 
 def evidence(run: Run, model: PreparedModel) -> Truth:
