@@ -14,7 +14,6 @@ directly, or scripted modules, are not seen (hooks only fire through `__call__`)
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from types import TracebackType
@@ -89,10 +88,8 @@ class ModuleStack:
         self._handles.clear()
 
 
-@functools.lru_cache(maxsize=1024)
 def class_site(cls: type) -> tuple[str, int]:
-    """(source file, line of the ``class`` statement) of `cls`; ("", 0) when the source is not available (cached:
-    `inspect` parses the whole file to find a class)."""
+    """(source file, line of the ``class`` statement) of `cls`; ("", 0) when the source is not available."""
     try:
         return inspect.getsourcefile(cls) or "", inspect.getsourcelines(cls)[1]
     except (OSError, TypeError):

@@ -7,8 +7,6 @@ Fast tests on small inputs (1x64x24x24); every registry module at its example sh
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from attndeploy.precision.strict import run_model, run_strict
 from attndeploy.precision.verify import verify_reduced
 from attndeploy.registry import create
 from attndeploy.weights import randomize_
+from tests.test_adversarial_cli import run_cli
 
 SHAPE = (1, 64, 24, 24)
 SCALE = 100.0   # unscaled attention energies past fp16's 65504
@@ -244,24 +243,15 @@ def test_verify_refuses_graphs_out_of_topological_order(graphs):
         verify_reduced(shuffled, "the fp16 graph")
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    code = "import sys\nfrom attndeploy.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, "export", *args, "--out", str(tmp_path)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_cli_usage_errors_are_one_line_exit_2(tmp_path):
     wrong = tmp_path / "calib.npy"
     np.save(wrong, np.zeros((4, 3, 24, 24), np.float32))     # 3 channels for a 64-channel module
     cases = [(["se", "--precision", "int8"], "needs calibration data"),
              (["se", "--precision", "int4"], "unknown precision"),
              (["se", "--input", "1x64x24x24", "--precision", "int8", "--calib", str(wrong)], "channels")]
-    for args, words in cases:
-        proc = _cli(tmp_path, *args)
-        lines = [line for line in proc.stderr.splitlines() if line.strip() and "Checking" not in line]
-        errors = [line for line in lines if line.startswith(("error", "attndeploy"))]
-        assert proc.returncode == 2, (args, proc.stderr[-800:])
-        assert "Traceback" not in proc.stderr and len(errors) == 1 and words in errors[0], (args, lines)
+    for args, words in cases:  # run_cli holds each to one `error:` line, no traceback
+        run = run_cli(tmp_path, "export", *args, "--out", str(tmp_path / "out"))
+        assert run.code == 2 and words in run.last, (args, run.stderr[-800:])
 
 
 def test_fp16_of_a_plugin_graph_searches_its_onnx_stand_in_and_keeps_the_plugin(tmp_path):

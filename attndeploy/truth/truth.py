@@ -93,18 +93,21 @@ class Truth:
         return TruthData(self.reference, note, self.input_name, self.output_names,
                          list(self.probes if probes is None else probes))
 
-    def module_runs(self, probe: TruthProbe) -> tuple[EagerRun, EagerRun | None]:
-        """(fp32 events, float64 events or None) of every module on `probe`'s input; kept for the last probe asked.
+    def module_runs(self, probe: TruthProbe, double: bool = True) -> tuple[EagerRun, EagerRun | None]:
+        """(fp32 events, float64 events or None) of every module on `probe`'s input; kept for the last probe asked
+        (`double=False`: the fp32 events alone, None in their stead; the float64 ones are run when first asked for).
 
         The modules are `module_model`'s: the model as exported (deploy twins swapped in, tested equal to their
         references), whose module paths and calls the graph's nodes carry — a twin computes some of its
         reference's children differently, so the reference's events would not line up with the graph's tensors.
         """
         if self._modules is None or self._modules[0] != probe.shape:
-            events = self.module_model
-            double = None if self.eager.failed64 else events.events(probe.x, double=True)
-            self._modules = (probe.shape, events.events(probe.x), double)
-        return self._modules[1], self._modules[2]
+            self._modules = (probe.shape, self.module_model.events(probe.x), None)
+        shape, fp32, float64 = self._modules
+        if double and float64 is None and not self.eager.failed64:
+            float64 = self.module_model.events(probe.x, double=True)
+            self._modules = (shape, fp32, float64)
+        return fp32, float64 if double else None
 
     @property
     def nbytes(self) -> int:

@@ -19,6 +19,7 @@ none is never a pass), with per-module errors and what was kept or excluded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,10 +151,11 @@ def _int8(run: Run, model: PreparedModel, truth: Truth, fp32: Candidate, graph: 
 
 
 def _modules(truth: Truth, probe_shape: tuple[int, ...], verdict: Verdict, target: onnx.ModelProto) -> None:
-    """Per-module errors of `target` and the worst module on the first probe (a failure here is a note, not a stop)."""
+    """Per-module errors of `target` and the worst module at `probe_shape` (the smallest probe: every module's tensors
+    are kept; a failure here is a note, not a stop)."""
     probe = truth.probe(probe_shape)
     try:
-        verdict.modules = module_errors(truth.module_runs(probe)[0], target, probe.x, truth.input_name)
+        verdict.modules = module_errors(truth.module_runs(probe, double=False)[0], target, probe.x, truth.input_name)
     except Exception as err:  # localisation is evidence on top of the verdict: never the reason a run stops
         verdict.notes.append(f"per-module errors unavailable: {first_line(err, 200)}")
         return
@@ -198,7 +200,7 @@ def precision(run: Run, model: PreparedModel, truth: Truth, fp32: Judged, varian
         verdict.strict = strict
         verdict.details = dict(details)
         if i == 0:
-            _modules(truth, candidate.probes[0], verdict, target)
+            _modules(truth, min(candidate.probes, key=math.prod), verdict, target)
         state = "passed" if verdict.passed else f"FAILED: {verdict.failure_message()[:300]}"
         run.log(f"{variant.label} ({verdict.backend}): lowest cosine {verdict.min_cosine:.6f}, {at} of {total} "
                 f"weighted ops at {target_precision}, {state}")
