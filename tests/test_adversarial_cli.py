@@ -277,7 +277,7 @@ def test_selftest_out_that_is_a_directory_fails_before_any_stage(tmp_path):
 # the cases above run in-process; `python -m` itself, as typed, for one refusal and each entry point ---------
 
 @pytest.mark.parametrize("module,args", [
-    ("attndeploy", ["export", "se", "--opset", "99", "--out", "D", "--json"]),
+    ("attndeploy", ["list", "extra", "--json"]),
     ("attndeploy.selftest", ["--bogus"]),
 ], ids=["attndeploy", "attndeploy.selftest"])
 def test_python_dash_m_refuses_like_the_in_process_run(tmp_path, module, args):
