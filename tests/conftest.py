@@ -16,12 +16,6 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests (exports of whole detectors, dynamo, the README grid) first, each group in file order: xdist's
-    workers then end on short tests rather than one waiting for the other's last long one."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") or item.get_closest_marker("detector") else 1)
-
-
 @pytest.fixture
 def cli():
     """`attndeploy.cli.main.main`: run the CLI in-process, returning its exit code."""
