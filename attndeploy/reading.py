@@ -21,8 +21,9 @@ import os
 import stat
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -143,6 +144,20 @@ def _image_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
+def _pil_open() -> Callable[..., Any]:
+    """PIL's own `Image.open`. Once ultralytics is imported, `Image.open` is its wrapper, which on a file PIL cannot
+    identify runs `check_requirements("pi-heif")` (a pip install where online) and retries: a bad image would then
+    be reported as a missing module. The wrapper keeps PIL's function as its module's `_image_open`."""
+    from PIL import Image
+
+    opener = Image.open
+    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        original = getattr(opener, "__globals__", {}).get("_image_open")
+        if getattr(original, "__module__", "") == "PIL.Image":
+            return cast(Callable[..., Any], original)
+    return opener
+
+
 def _decode(path: Path, hw: tuple[int, int], what: str) -> np.ndarray:
     """One image as (3, H, W) float32 in [0, 1]: its size checked against PIL's bomb guard before decoding."""
     from PIL import Image
@@ -151,7 +166,7 @@ def _decode(path: Path, hw: tuple[int, int], what: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with _pil_open()(path) as image:
                 rgb = image.convert("RGB").resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UsageError(f"every image in the {what} folder must pass PIL's decompression-bomb guard",

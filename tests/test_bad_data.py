@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.bad_input_helpers import TINY, TINY_INPUT, refuse_export, refused, run_main
+from tests.detector_models import yolo_env  # noqa: F401  (fixture)
 
 
 def _png(width: int, height: int, data: bytes = b"") -> bytes:
@@ -100,6 +101,18 @@ def test_bad_data_is_refused_in_one_line_before_any_export(case, flag, scratch, 
     more = ["--precision", "int8"] if flag == "--calib" else []
     refused(capsys, ["export", TINY, *TINY_INPUT, *more, flag, given, "--out", "out", "--json"], what, *words)
     assert not (scratch / "out").exists()
+
+
+def test_a_bad_image_is_named_by_pil_after_ultralytics_patched_it(yolo_env, scratch, capsys):  # noqa: F811
+    """ultralytics, once imported, wraps `PIL.Image.open` to install pi-heif on a file PIL cannot identify: the
+    refusal still gives PIL's reason, and nothing is installed."""
+    import ultralytics.utils.patches  # noqa: F401  (installs the wrapper)
+    from PIL import Image
+
+    assert Image.open.__module__ != "PIL.Image"
+    make, given, words = BAD["not-an-image"]
+    make(scratch)
+    refused(capsys, ["export", TINY, *TINY_INPUT, "--inputs", given, "--out", "out", "--json"], "inputs", *words)
 
 
 def test_the_same_data_when_good_reaches_the_export(scratch, capsys):
