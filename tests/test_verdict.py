@@ -87,6 +87,24 @@ def test_an_ill_conditioned_input_is_named_and_judged_against_float64():
     assert not verdict(p, (ref * 1.1).astype(np.float32)).passed
 
 
+def test_a_second_eager_sample_widens_the_basis_of_an_ill_conditioned_channel_only_and_travels_in_the_file(tmp_path):
+    """Eager at another thread count landed 100x farther from float64 (`spread`): a graph as far as that passes,
+    one past FACTOR x that still fails, and a channel without a spread keeps its own basis."""
+    ref = np.linspace(1, 2, 32).reshape(1, 2, 16)
+    eager = (ref * (1 + 1e-5)).astype(np.float32)
+    p = probe(eager, ref, ref.shape)
+    got = (ref * np.array([1 + 1e-3, 1.0]).reshape(1, 2, 1)).astype(np.float32)   # channel 0: 1e-3 off
+    assert not verdict(p, got).passed
+    p.spread["y"] = np.array([1e-3 * 2, 0.0])      # the other sample: channel 0 was 1e-3 * |ref| <= 2e-3 off
+    assert verdict(p, got).passed
+    assert not verdict(p, (ref * np.array([1.1, 1.0]).reshape(1, 2, 1)).astype(np.float32)).passed  # 0.1 > 32 x 2e-3
+    assert not verdict(p, (ref * np.array([1.0, 1 + 1e-3]).reshape(1, 2, 1)).astype(np.float32)).passed
+    TruthData("float64", "", "x", ["y"], [p]).save(tmp_path / "t.npz")
+    loaded = TruthData.load(tmp_path / "t.npz").probes[0]
+    np.testing.assert_array_equal(loaded.spread["y"], p.spread["y"])
+    assert judge([loaded], lambda x: [got], ["y"], Budget.float64(), ("fp32", "t")).passed
+
+
 def test_the_worst_element_is_located():
     p = probe(np.zeros((2, 3)), shape=(2, 3))
     v = verdict(p, np.float32([[0, 0, 0], [0, 0.5, 0]]), Budget.given(1e-4, 1e-3))

@@ -123,6 +123,12 @@ class EagerModel:
             return None
 
     @torch.no_grad()
+    def other_threads(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """fp32 at another thread count (one; two where this process runs one): other summation orders."""
+        with threads(1 if torch.get_num_threads() > 1 else 2):
+            return self.fp32(x)
+
+    @torch.no_grad()
     def one_thread(self, x: np.ndarray, nudge: bool = False) -> dict[str, np.ndarray]:
         """fp32 at one thread (other summation orders); `nudge` moves every input element by one float32 ulp."""
         if nudge:

@@ -6,6 +6,8 @@
     truth.module_runs(probe)          # every module's outputs in fp32 and float64 (localisation), for one probe
                                       # (of the model as exported: deploy twins in, `module_model`)
 
+Where a probe is ill-conditioned (eager fp32 far from float64) it also holds the distance to
+float64 of eager at another thread count (`TruthProbe.spread`): the rule's basis is then the larger of the two.
 Where the model cannot run in float64 the reference is a stand-in: eager fp32 at one thread
 with every input element moved by one ulp (another fp32 implementation of the same math,
 on an input as close as fp32 allows). The report names it.
@@ -22,6 +24,7 @@ from attndeploy.module_events import EagerRun
 from attndeploy.parity.shape_rules import ShapeRule
 from attndeploy.shapes import Shape
 from attndeploy.truth.eager import EagerModel
+from attndeploy.verdict.rule import eager_distance, ill_conditioned
 from attndeploy.verdict.truth import TruthData, TruthProbe
 
 STAND_IN = "fp32 at one thread on the input moved by one ulp (a stand-in: the model does not run in float64)"
@@ -74,10 +77,24 @@ class Truth:
             x = self.eager.input_at(shape)
             eager = self._named(self.eager.fp32_at(shape))
             reference = self.eager.float64(x)
+            spread: dict[str, np.ndarray] = {}
             if reference is None:
                 reference = {k: v.astype(np.float64) for k, v in self.eager.one_thread(x, nudge=True).items()}
-            self._made[shape] = TruthProbe(shape, x, eager, self._named(reference))
+            else:
+                spread = self._spread(x, eager, self._named(reference))
+            self._made[shape] = TruthProbe(shape, x, eager, self._named(reference), spread)
         return self._made[shape]
+
+    def _spread(self, x: np.ndarray, eager: dict[str, np.ndarray],
+                reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Where `x` is ill-conditioned (eager far from float64): per output, the per-channel distance to float64 of
+        eager at another thread count — a second fp32 sample of the rounding (`attndeploy.verdict.rule`); {}
+        elsewhere."""
+        floating = [k for k, v in eager.items() if np.issubdtype(v.dtype, np.floating)]
+        if not any(ill_conditioned(reference[k], eager[k]) for k in floating):
+            return {}
+        other = self._named(self.eager.other_threads(x))
+        return {k: eager_distance(reference[k], other[k]) for k in floating}
 
     @property
     def example(self) -> TruthProbe:

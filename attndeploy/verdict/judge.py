@@ -41,7 +41,7 @@ def record_error(acc: OutputVerdict, tag: str, error: str) -> None:
 
 
 def _fails(budget: Budget, acc: OutputVerdict, tag: str, reference: np.ndarray, eager: np.ndarray,
-           got: np.ndarray, diff: np.ndarray) -> np.ndarray:
+           got: np.ndarray, diff: np.ndarray, spread: np.ndarray | None) -> np.ndarray:
     """Elements past the budget (bool, shaped like `got`); folds the fp32 rule's distances into `acc`."""
     nonfinite = ~np.isfinite(got) & np.isfinite(eager)
     if not np.issubdtype(eager.dtype, np.floating):
@@ -50,7 +50,7 @@ def _fails(budget: Budget, acc: OutputVerdict, tag: str, reference: np.ndarray, 
         return nonfinite | ((diff > budget.atol) & (diff > budget.rtol * np.abs(eager)))
     if budget.kind == "cosine":
         return nonfinite
-    dist = distances(reference, eager, got, budget.factor)
+    dist = distances(reference, eager, got, budget.factor, spread)
     ratio = dist.ratio
     c = int(np.argmax(ratio)) if ratio.size else 0
     if ratio.size and ratio[c] >= acc.ratio:
@@ -67,8 +67,9 @@ def _fails(budget: Budget, acc: OutputVerdict, tag: str, reference: np.ndarray, 
 
 
 def fold(acc: OutputVerdict, budget: Budget, tag: str, reference: np.ndarray, eager: np.ndarray,
-         got: np.ndarray) -> None:
-    """Fold one output at one probe into `acc` (a shape mismatch, a NaN or an Inf always fails)."""
+         got: np.ndarray, spread: np.ndarray | None = None) -> None:
+    """Fold one output at one probe into `acc` (a shape mismatch, a NaN or an Inf always fails; `spread`: see
+    `attndeploy.verdict.rule.distances`)."""
     if got.shape != eager.shape:
         acc.failing_elements += max(eager.size, 1)
         acc.failing_shapes.append(f"{tag} (output shape {got.shape}, expected {eager.shape})")
@@ -95,7 +96,7 @@ def fold(acc: OutputVerdict, budget: Budget, tag: str, reference: np.ndarray, ea
     acc.min_cosine = math.nan if math.isnan(cosine) or math.isnan(acc.min_cosine) else min(acc.min_cosine, cosine)
     acc.min_sqnr_db = (math.nan if math.isnan(stats.sqnr_db) or math.isnan(acc.min_sqnr_db)
                        else min(acc.min_sqnr_db, stats.sqnr_db))
-    fails = _fails(budget, acc, tag, np.asarray(reference, np.float64), eager64, got64, diff)
+    fails = _fails(budget, acc, tag, np.asarray(reference, np.float64), eager64, got64, diff, spread)
     if budget.kind == "cosine" and (math.isnan(cosine) or cosine < budget.min_cosine):
         acc.below_budget = True
     if fails.any():
@@ -132,6 +133,7 @@ def judge(probes: Sequence[TruthProbe], run: Runner, names: Sequence[str], budge
     for probe in probes:
         refs = list(probe.reference.values())
         eagers = list(probe.eager.values())
+        spreads = [probe.spread.get(k) for k in probe.eager]
         try:
             gots = [np.asarray(g) for g in run(probe.x.copy())]
         except Exception as err:  # a backend's own error types: the candidate cannot run at this shape
@@ -143,11 +145,11 @@ def judge(probes: Sequence[TruthProbe], run: Runner, names: Sequence[str], budge
             for acc in accs:
                 record_error(acc, probe.label, f"{len(gots)} outputs, expected {len(eagers)}")
             continue
-        for acc, ref, eager, got in zip(accs, refs, eagers, gots):
+        for acc, ref, eager, got, spread in zip(accs, refs, eagers, gots, spreads):
             if acc.name in rows:
                 fold_rows(acc, probe.label, rows[acc.name], ref, eager, got)
             else:
-                fold(acc, budget, probe.label, ref, eager, got)
+                fold(acc, budget, probe.label, ref, eager, got, spread)
     noise = {"method": reference, "max_abs": {
         n: max((float(np.max(np.abs(p.eager[k].astype(np.float64) - p.reference[k]), initial=0.0))
                 for p in probes if np.issubdtype(p.eager[k].dtype, np.floating)), default=0.0)

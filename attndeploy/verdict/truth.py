@@ -6,7 +6,9 @@
 `TruthProbe.x`: the input (N, C, H, W) float32 exactly as both sides saw it; `eager`: eager
 fp32's outputs by graph output name (float32, or the model's integer dtype); `reference`:
 the float64 run's (or, where the model cannot run in float64, the stand-in named by
-`TruthData.reference`). Everything that judges a candidate reads these; nothing else runs
+`TruthData.reference`); `spread`, only where the input is ill-conditioned: per output, the
+per-channel distance (C,) float64 of eager at another thread count to the reference (see
+`attndeploy.verdict.rule`). Everything that judges a candidate reads these; nothing else runs
 the eager model for reference.
 """
 
@@ -33,6 +35,7 @@ class TruthProbe:
     x: np.ndarray
     eager: dict[str, np.ndarray]
     reference: dict[str, np.ndarray]
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -67,6 +70,8 @@ class TruthData:
             for j, name in enumerate(self.output_names):
                 arrays[f"p{i}/eager/{j}"] = probe.eager[name]
                 arrays[f"p{i}/reference/{j}"] = probe.reference[name]
+                if name in probe.spread:
+                    arrays[f"p{i}/spread/{j}"] = probe.spread[name]
         header = {"format": FORMAT, "reference": self.reference, "note": self.note, "input_name": self.input_name,
                   "output_names": self.output_names, "shapes": [list(p.shape) for p in self.probes],
                   "meta": self.meta}
@@ -85,7 +90,9 @@ class TruthData:
                 names = list(header["output_names"])
                 probes = [TruthProbe(tuple(shape), data[f"p{i}/x"],
                                      {n: data[f"p{i}/eager/{j}"] for j, n in enumerate(names)},
-                                     {n: data[f"p{i}/reference/{j}"] for j, n in enumerate(names)})
+                                     {n: data[f"p{i}/reference/{j}"] for j, n in enumerate(names)},
+                                     {n: data[f"p{i}/spread/{j}"] for j, n in enumerate(names)
+                                      if f"p{i}/spread/{j}" in data})
                           for i, shape in enumerate(header["shapes"])]
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
             if isinstance(err, UsageError):
