@@ -63,10 +63,34 @@ def test_public_names_and_default_tolerances():
     assert (spec.deploy_tol, spec.onnx_tol) == (DEPLOY_TOL, ONNX_TOL)
 
 
-@pytest.mark.parametrize("module", ["attndeploy.spec", "attndeploy.registry", "attndeploy.families.cbam"])
-def test_imports_without_a_cycle(module):
-    """Each imports first in a fresh interpreter (a cycle shows up as a partially initialised module)."""
-    code = f"import {module}; import attndeploy; print(len(attndeploy.list_modules()))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+IMPORTED_FIRST = ["attndeploy.spec", "attndeploy.registry", "attndeploy.families.cbam"]
+# each imported first with no attndeploy module loaded (torch stays: it is not ours); a cycle shows up as a
+# partially initialised module
+FRESH_IMPORTS = """
+import importlib, sys
+for first in sys.argv[1:]:
+    for name in [m for m in sys.modules if m == "attndeploy" or m.startswith("attndeploy.")]:
+        del sys.modules[name]
+    importlib.import_module(first)
+    import attndeploy
+    print(first, len(attndeploy.list_modules()))
+"""
+
+
+def test_imports_without_a_cycle():
+    out = subprocess.run([sys.executable, "-c", FRESH_IMPORTS, *IMPORTED_FIRST], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(len(EXPECTED))
+    assert out.stdout.split("\n")[:-1] == [f"{m} {len(EXPECTED)}" for m in IMPORTED_FIRST]
+
+
+def test_the_import_check_sees_a_cycle(tmp_path):
+    """The same check on a planted cycle (a imports b, b imports a name from a): the import fails."""
+    (tmp_path / "cyc").mkdir()
+    (tmp_path / "cyc" / "__init__.py").write_text("")
+    (tmp_path / "cyc" / "a.py").write_text("from cyc.b import B\nA = 1\n")
+    (tmp_path / "cyc" / "b.py").write_text("from cyc.a import A\nB = 2\n")
+    code = FRESH_IMPORTS.replace("attndeploy", "cyc").replace("print(first, len(cyc.list_modules()))", "")
+    out = subprocess.run([sys.executable, "-c", code, "cyc.a"], capture_output=True, text=True, check=False,
+                         cwd=tmp_path)
+    assert out.returncode != 0 and "partially initialized" in out.stderr

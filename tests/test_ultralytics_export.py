@@ -67,7 +67,7 @@ def exported(models: Callable[[str], nn.Module], folder: Path) -> Callable[[str,
         if (kind, opset) not in cache:
             out = folder / f"api{opset}" / f"{kind}.onnx"
             cache[kind, opset] = attndeploy.export(models(kind), None, out, opset=opset, imgsz=EXAMPLE,
-                                                   parity_shapes=SHAPES)
+                                                   parity_shapes=SHAPES, bundle=False)  # bundles: tests/bundles.py
         return cache[kind, opset]
 
     return get
@@ -120,7 +120,7 @@ def _cli(kind: str, opset: int, out: Path, cli, capsys) -> dict[str, Any]:
     source = [f"{kind}.yaml"] if kind in BUILT_IN else ["tests.detector_models:yolo", "--kwargs",
                                                        json.dumps({"kind": kind, "folder": str(out)})]
     args = [*source, "--opset", str(opset), "--imgsz", str(EXAMPLE), "--parity-shapes", SHAPES_ARG,
-            "--out", str(out), "--json"]
+            "--out", str(out), "--no-bundle", "--json"]
     out.mkdir(parents=True, exist_ok=True)
     code = cli(["export", *args])
     captured = capsys.readouterr()

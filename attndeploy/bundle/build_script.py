@@ -22,7 +22,7 @@ from attndeploy.bundle.graph_io import check_shapes, graph_io, read_graph
 from attndeploy.bundle.trtexec import TARGETS, ShapeProfile, TrtTarget, command_line, trtexec_args
 from attndeploy.errors import require
 from attndeploy.fileio import ensure_writable_dir, write_bytes_atomic
-from attndeploy.lint.trt_lint import ERROR, lint_onnx
+from attndeploy.lint.trt_lint import ERROR, Finding, lint_releases
 from attndeploy.onnxgraph import all_graphs
 from attndeploy.precision.plan import graph_precision
 from attndeploy.shapes import Shape, format_shape
@@ -114,9 +114,9 @@ def _profile(model: onnx.ModelProto, input_name: str, shapes: tuple[Shape, Shape
     return ShapeProfile(input_name, *shapes)
 
 
-def _graph_lines(model: onnx.ModelProto, onnx_path: Path, onnx_file: str, target: TrtTarget,
+def _graph_lines(model: onnx.ModelProto, findings: list[Finding], onnx_file: str, target: TrtTarget,
                  profile: ShapeProfile | None) -> list[str]:
-    refused = [f for f in lint_onnx(onnx_path, target.key) if f.severity == ERROR]
+    refused = [f for f in findings if f.severity == ERROR]
     engine = onnx_file.removesuffix(".onnx") + ".engine"
     if refused:
         message = f"error: TensorRT {target.key}'s ONNX parser refuses {onnx_file}: {refused[0].format()}"
@@ -156,10 +156,11 @@ def build_script(onnx_paths: Sequence[Path], folder: Path, input_name: str, min_
     lines += [_ARGUMENTS + 'case "$only" in', f'  ""|{known}) ;;', '  *) echo "error: --onnx must name a graph '
               'of this bundle: expected one of $GRAPHS, got $only" >&2; exit 2 ;;', "esac", "", _DETECT]
     lines.append('case "$trt" in')
+    findings = [lint_releases(path, [target.key for target in TARGETS]) for path, _, _ in graphs]
     for target in TARGETS:
         lines += [f"  {target.key})", f"    # TensorRT {target.key}: {target.jetpack}"]
-        for (path, rel, model), profile in zip(graphs, profiles):
-            lines += _graph_lines(model, path, rel, target, profile)
+        for (_, rel, model), profile, found in zip(graphs, profiles, findings):
+            lines += _graph_lines(model, found[target.key], rel, target, profile)
         lines.append("    ;;")
     lines += ['  *) echo "error: --trt must be 8.6, 10 or 11: expected one of them, got $trt" >&2; exit 2 ;;', "esac",
               'exit "$failed"', ""]

@@ -13,6 +13,7 @@ fp16 and Q/DQ graphs (fp16 ops, zero points, scales, per-channel axes, quantized
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +45,17 @@ HINTS = {
 }
 
 
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model the checker rejects still gets every other rule
+        return model
+
+
 class _ParserChecks:
-    def __init__(self, model: onnx.ModelProto, support: ParserSupport) -> None:
+    def __init__(self, model: onnx.ModelProto, support: ParserSupport, inferred: onnx.ModelProto) -> None:
         self.model, self.s = model, support
         self.findings: list[Finding] = []
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model)
-        except Exception:  # a model the checker rejects still gets every other rule
-            inferred = model
         self.ranks: dict[str, int] = {}
         self.elem: dict[str, int] = {}
         self.dims: dict[str, list[int | None]] = {}
@@ -289,7 +293,16 @@ def lint_onnx(model_or_path: onnx.ModelProto | str | Path | bytes, trt: str | No
     TensorRT release a `jetpack` ships ("6.1", "6.2": then a rule relaxed by a later release is an error), errors
     first."""
     support = parser_support(None if jetpack is not None and trt == "10" else trt, jetpack)
-    return _ParserChecks(load_model(model_or_path), support).run()
+    model = load_model(model_or_path)
+    return _ParserChecks(model, support, _inferred(model)).run()
+
+
+def lint_releases(model_or_path: onnx.ModelProto | str | Path | bytes, trts: Sequence[str]) -> dict[str, list[Finding]]:
+    """`lint_onnx` for each TensorRT release in `trts` ("8.6", "10", "11"), the model read and its shapes inferred
+    once."""
+    model = load_model(model_or_path)
+    inferred = _inferred(model)
+    return {trt: _ParserChecks(model, parser_support(trt, None), inferred).run() for trt in trts}
 
 
 def has_errors(findings: list[Finding]) -> bool:

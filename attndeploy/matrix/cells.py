@@ -22,7 +22,7 @@ from typing import Any
 from attndeploy.bench.plan import all_cores
 from attndeploy.defaults import DYNAMO_MIN_OPSET
 from attndeploy.errors import CheckFailed, UsageError, first_line
-from attndeploy.lint.trt_lint import ERROR, lint_onnx
+from attndeploy.lint.trt_lint import ERROR, lint_releases
 from attndeploy.matrix.grid import Cell
 from attndeploy.pipeline import run_pipeline
 from attndeploy.pipeline.result import ExportResult
@@ -78,12 +78,13 @@ def classify_export_error(message: str) -> str:
 
 
 def _lint(path: Path, versions: tuple[str, ...], result: CellResult) -> None:
+    try:
+        by_version = lint_releases(path, versions)
+    except Exception as err:  # a lint bug must not cost the matrix; the column says so
+        result.lint_error = f"lint failed ({first_line(err, with_type=True)})"
+        return
     for version in versions:
-        try:
-            findings = [f for f in lint_onnx(path, version) if f.severity == ERROR]
-        except Exception as err:  # a lint bug must not cost the matrix; the column says so
-            result.lint_error = f"lint failed ({first_line(err, with_type=True)})"
-            return
+        findings = [f for f in by_version[version] if f.severity == ERROR]
         rules = sorted({f"{f.rule} {f.op_type}" if f.rule in ("unsupported-op", "custom-op") and f.op_type
                         else f.rule for f in findings})
         result.lint[version] = rules
