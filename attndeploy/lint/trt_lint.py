@@ -27,6 +27,7 @@ from attndeploy.lint.scopes import module_scope
 from attndeploy.lint.trt_detect_ops import QDQ, detection_op_rules
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
+    UNSUPPORTED_OP_HINTS,
     POOL_OPS,
     ParserSupport,
     PluginSpec,
@@ -36,20 +37,6 @@ from attndeploy.lint.trt_support import (
 from attndeploy.onnxgraph import all_graphs, float64_sites
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
-
-HINTS = {
-    "DeformConv": "TensorRT parses DeformConv from 10.1 (through its ModulatedDeformConv2d plugin); for older "
-                  "releases export a ModulatedDeformConv2d plugin node or the GridSample decomposition (opset 16)",
-    "Col2Im": "no TensorRT parser accepts Col2Im (nn.Fold): rewrite the fold as a sum of shifted, padded slices",
-    "AffineGrid": "no TensorRT parser accepts AffineGrid: build the grid from Range/MatMul in the graph",
-}
-
-
-def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
-    try:
-        return onnx.shape_inference.infer_shapes(model)
-    except Exception:  # a model the checker rejects still gets every other rule
-        return model
 
 
 class _ParserChecks:
@@ -131,7 +118,7 @@ class _ParserChecks:
             self.add(ERROR, "custom-op", node, f"op {node.domain}::{op} is not an ONNX op: the parser accepts it only "
                      f"if a TensorRT plugin named {op!r} is registered (known plugins: {', '.join(sorted(s.plugins))})")
             return
-        hint = f" ({HINTS[op]})" if op in HINTS else ""
+        hint = f" ({UNSUPPORTED_OP_HINTS[op]})" if op in UNSUPPORTED_OP_HINTS else ""
         if op in s.supported:
             since = s.supported[op]
             if s.release is not None and version_tuple(since) > version_tuple(s.release):
@@ -292,17 +279,21 @@ def lint_onnx(model_or_path: onnx.ModelProto | str | Path | bytes, trt: str | No
     """Findings for `model_or_path` against TensorRT `trt`'s ONNX parser ("8.6", "10" or "11"), or the exact
     TensorRT release a `jetpack` ships ("6.1", "6.2": then a rule relaxed by a later release is an error), errors
     first."""
-    support = parser_support(None if jetpack is not None and trt == "10" else trt, jetpack)
-    model = load_model(model_or_path)
-    return _ParserChecks(model, support, _inferred(model)).run()
+    return _lint(model_or_path, [parser_support(None if jetpack is not None and trt == "10" else trt, jetpack)])[0]
 
 
 def lint_releases(model_or_path: onnx.ModelProto | str | Path | bytes, trts: Sequence[str]) -> dict[str, list[Finding]]:
-    """`lint_onnx` for each TensorRT release in `trts` ("8.6", "10", "11"), the model read and its shapes inferred
-    once."""
+    """`lint_onnx` for each release in `trts` ("8.6", "10", "11"), the model read and its shapes inferred once."""
+    return dict(zip(trts, _lint(model_or_path, [parser_support(trt, None) for trt in trts])))
+
+
+def _lint(model_or_path: onnx.ModelProto | str | Path | bytes, supports: list[ParserSupport]) -> list[list[Finding]]:
     model = load_model(model_or_path)
-    inferred = _inferred(model)
-    return {trt: _ParserChecks(model, parser_support(trt, None), inferred).run() for trt in trts}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model the checker rejects still gets every other rule
+        inferred = model
+    return [_ParserChecks(model, support, inferred).run() for support in supports]
 
 
 def has_errors(findings: list[Finding]) -> bool:

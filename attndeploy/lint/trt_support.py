@@ -49,6 +49,14 @@ from onnx import TensorProto
 
 from attndeploy.errors import require, unknown_name
 
+# what to do instead, for ops no parser (or no parser before a release) accepts
+UNSUPPORTED_OP_HINTS = {
+    "DeformConv": "TensorRT parses DeformConv from 10.1 (through its ModulatedDeformConv2d plugin); for older "
+                  "releases export a ModulatedDeformConv2d plugin node or the GridSample decomposition (opset 16)",
+    "Col2Im": "no TensorRT parser accepts Col2Im (nn.Fold): rewrite the fold as a sum of shifted, padded slices",
+    "AffineGrid": "no TensorRT parser accepts AffineGrid: build the grid from Range/MatMul in the graph",
+}
+
 
 def _ops(text: str) -> frozenset[str]:
     return frozenset(text.split())
