@@ -36,8 +36,8 @@ def readme_cell(tmp_path_factory: pytest.TempPathFactory) -> Callable:
     """`readme_cell(cell) -> (CellResult, folder of the kept graphs)`: one cell of the README's grid, run as
     `attndeploy matrix --readme` runs it, once per suite run: the result is shared between the xdist workers
     through this run's base temp folder, under a lock per cell (a worker that wants a cell another is running
-    waits for it)."""
-    from filelock import FileLock
+    waits for it; with `wait=False` it gets None instead, and can take another cell meanwhile)."""
+    from filelock import FileLock, Timeout
 
     from attndeploy.matrix import kept_graph, parse_grid, run_cell
 
@@ -46,14 +46,21 @@ def readme_cell(tmp_path_factory: pytest.TempPathFactory) -> Callable:
     folder.mkdir(exist_ok=True)
     trt = parse_grid(readme_grid_args()).trt_columns()
 
-    def get(cell):
+    def get(cell, wait=True):
         stem = kept_graph(folder, cell).with_suffix("")
-        with FileLock(f"{stem}.lock"):
+        try:
+            lock = FileLock(f"{stem}.lock", timeout=-1 if wait else 0)
+            lock.acquire()
+        except Timeout:
+            return None
+        try:
             done = Path(f"{stem}.pickle")
             if done.exists():
                 return pickle.loads(done.read_bytes()), folder
             result = run_cell(cell, trt, seed=0, keep=folder)
             done.write_bytes(pickle.dumps(result))
             return result, folder
+        finally:
+            lock.release()
 
     return get
