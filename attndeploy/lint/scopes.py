@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import onnx
 
@@ -106,8 +106,9 @@ def _known(name: str, table: dict[str, list[str]] | set[str]) -> str | None:
     return bare if bare in table else None
 
 
-def module_path(node: onnx.NodeProto, paths: Collection[str], calls: Collection[tuple[str, str]] = ()) -> str:
-    """The module path among `paths` (the model's `named_modules()` names) that emitted `node`.
+def module_paths(nodes: Iterable[onnx.NodeProto], paths: Collection[str],
+                 calls: Collection[tuple[str, str]] = ()) -> list[str]:
+    """For each of `nodes`, the module path among `paths` (the model's `named_modules()` names) that emitted it.
 
     dynamo: the innermost recorded path that is a module (a ``_N`` call suffix dropped).
     TorchScript: each scope component is matched to the modules with that `short_name`,
@@ -115,18 +116,23 @@ def module_path(node: onnx.NodeProto, paths: Collection[str], calls: Collection[
     previous one called, then a descendant of it, then the shallowest. Falls back to the
     deepest component resolved; ``""`` (the root) when nothing is.
     """
-    kind, chain = scope_chain(node)
     known = set(paths)
+    by_short: dict[str, list[str]] = {}
+    for path in known:
+        if path:
+            by_short.setdefault(short_name(path), []).append(path)
+    return [_module_path(node, known, by_short, calls) for node in nodes]
+
+
+def _module_path(node: onnx.NodeProto, known: set[str], by_short: dict[str, list[str]],
+                 calls: Collection[tuple[str, str]]) -> str:
+    kind, chain = scope_chain(node)
     if kind == "paths":
         for path in reversed(chain):
             found = _known(path, known)
             if found is not None:
                 return found
         return ROOT
-    by_short: dict[str, list[str]] = {}
-    for path in known:
-        if path:
-            by_short.setdefault(short_name(path), []).append(path)
     current = ROOT
     for component in chain:
         name = _known(component, by_short)

@@ -1,7 +1,7 @@
 """The ONNX side of localisation: which tensors carry each module's inputs and outputs.
 
 Each node is mapped to one of the eager model's module paths with
-`attndeploy.lint.scopes.module_path` (dynamo records full paths; TorchScript records short
+`attndeploy.lint.scopes.module_paths` (dynamo records full paths; TorchScript records short
 names along the call stack, ``act_1`` for a second call, resolved with the calls seen in
 eager). A node is *inside* module ``p`` when its path is ``p`` or below it. Then for every
 module:
@@ -33,7 +33,7 @@ import onnx
 from onnx import helper
 
 from attndeploy.defaults import ORT_PROVIDERS
-from attndeploy.lint.scopes import module_path
+from attndeploy.lint.scopes import module_paths
 from attndeploy.runtimes.onnxruntime_runner import ort_session
 
 _FAILED_NODE = re.compile(r"Name:'([^']*)'")
@@ -98,7 +98,7 @@ def index_graph(proto: onnx.ModelProto, paths: Iterable[str], calls: Iterable[tu
     known = set(paths) | {""}
     called = set(calls)
     graph = proto.graph
-    scopes = [module_path(n, known, called) for n in graph.node]
+    scopes = module_paths(graph.node, known, called)
     producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
