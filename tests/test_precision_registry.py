@@ -13,7 +13,9 @@ import pytest
 
 import attndeploy
 from attndeploy.defaults import FP16_MIN_COSINE, INT8_MIN_COSINE
+from attndeploy.pipeline import run_pipeline
 from attndeploy.registry import get_spec, list_modules
+from attndeploy.settings import ExportSettings
 from tests.test_precision import zero_points
 
 CALIBRATION_SAMPLES = 16
@@ -27,21 +29,25 @@ def _checked(res: attndeploy.ExportResult) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_modules())
 def test_registry_module_at_fp16_and_int8(name, tmp_path):
+    """One pipeline run per module, both graphs from its truth (as `selftest` and `bench` run them; the
+    `attndeploy.export(..., precision=...)` path itself: tests/test_precision.py)."""
     shape = get_spec(name).example_shape
-    fp16 = attndeploy.export(name, None, tmp_path / f"{name}.onnx", precision="fp16")
-    assert fp16.passed, fp16.parity.failure_message()
-    strict = fp16.parity.strict
-    assert strict is not None and strict.passed
-    assert min(fp16.parity.min_cosine, strict.min_cosine) >= FP16_MIN_COSINE
     calibration = np.random.default_rng(13).standard_normal((CALIBRATION_SAMPLES, *shape[1:])).astype(np.float32)
-    int8 = attndeploy.export(name, None, tmp_path / f"{name}.onnx", precision="int8", calibration=calibration)
-    assert int8.passed, int8.parity.failure_message()
-    assert int8.parity.min_cosine >= INT8_MIN_COSINE
-    assert all(m.finite for m in int8.parity.metrics.values())
-    graph = onnx.load(str(int8.onnx_path))
+    settings = ExportSettings.create(name, None, tmp_path / f"{name}.onnx", precision="int8", calibration=calibration)
+    res = run_pipeline(settings, also=("fp16",))
+    assert res.passed, res.parity.failure_message()
+    fp16, int8 = res.parities[("fp16", "onnxruntime-cpu")], res.parities[("int8", "onnxruntime-cpu")]
+    assert fp16.passed, fp16.failure_message()
+    strict = fp16.strict
+    assert strict is not None and strict.passed
+    assert min(fp16.min_cosine, strict.min_cosine) >= FP16_MIN_COSINE
+    assert int8.passed, int8.failure_message()
+    assert int8.min_cosine >= INT8_MIN_COSINE
+    assert all(m.finite for m in int8.metrics.values())
+    assert set(res.files) >= {"fp16", "int8"}
+    graph = onnx.load(res.files["int8"])
     assert all(np.all(z == 0) for z in zero_points(graph))
-    _checked(fp16)
-    _checked(int8)
-    print(f"\n{name}: fp16 cosine {fp16.parity.min_cosine:.7f} strict {strict.min_cosine:.7f} "
-          f"int8 cosine {int8.parity.min_cosine:.6f} "
-          f"(SQNR {min(m.sqnr_db for m in int8.parity.metrics.values()):.1f} dB)")
+    _checked(res)
+    print(f"\n{name}: fp16 cosine {fp16.min_cosine:.7f} strict {strict.min_cosine:.7f} "
+          f"int8 cosine {int8.min_cosine:.6f} "
+          f"(SQNR {min(m.sqnr_db for m in int8.metrics.values()):.1f} dB)")
