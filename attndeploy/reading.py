@@ -104,6 +104,7 @@ def _read_npz(path: Path, what: str) -> np.ndarray:
                 return _read_npy(stream, what, f"{path}[{member.filename[:-4]}]")
     except UsageError:
         raise
+    # zipfile raises NotImplementedError for a compression method it cannot read, RuntimeError for encryption
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as err:
         raise UsageError(f"{what} must be a readable .npz archive", "numpy's np.savez format",
                          f"{path}: {first_line(err)}") from err

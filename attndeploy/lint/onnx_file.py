@@ -33,8 +33,9 @@ def load_model(model_or_path: onnx.ModelProto | str | Path | bytes) -> onnx.Mode
         raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto",
                          f"{label} ({type(err).__name__}: {err})") from err
     if not (model.ir_version > 0 and model.HasField("graph") and len(model.opset_import) > 0):
+        empty = model.ByteSize() == 0  # only here: serialising a large model to count its bytes is not free
         raise UsageError("the file must be an ONNX model", "a serialized onnx.ModelProto with an IR version, a graph "
-                         f"and opset imports", f"{label} ({'an empty file' if model.ByteSize() == 0 else 'none of them'})")
+                         "and opset imports", f"{label} ({'an empty file' if empty else 'none of them'})")
     if not isinstance(model_or_path, bytes):
         _load_external_data(model, Path(model_or_path))
     return model

@@ -27,8 +27,8 @@ from attndeploy.lint.scopes import module_scope
 from attndeploy.lint.trt_detect_ops import QDQ, detection_op_rules
 from attndeploy.lint.trt_support import (
     PLUGIN_RESERVED_ATTRS,
-    UNSUPPORTED_OP_HINTS,
     POOL_OPS,
+    UNSUPPORTED_OP_HINTS,
     ParserSupport,
     PluginSpec,
     parser_support,

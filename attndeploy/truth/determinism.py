@@ -5,10 +5,10 @@ itself to within `REPEAT_FLOOR` of each output's scale), then at one thread (oth
 summation orders: another fp32 implementation of the same math, judged by the same rule as
 any candidate, `attndeploy.verdict.judge`). On an ill-conditioned probe another thread
 count is already part of the truth (`TruthProbe.spread`: the basis is the larger of both
-runs' distances to float64), so only the repeat is checked there. Past either the model is not a fixed truth
-(overlapping in-place copies, races, random ops in eval mode such as `F.dropout`, whose
-`training` defaults to True); `first_moving_module` then runs it twice with forward hooks
-and names the first module, in execution order, whose output differs.
+runs' distances to float64), so only the repeat is checked there. Past either the model is
+not a fixed truth (overlapping in-place copies, races, random ops in eval mode such as
+`F.dropout`, whose `training` defaults to True); `first_moving_module` then runs it twice
+with forward hooks and names the first module, in execution order, whose output differs.
 """
 
 from __future__ import annotations

@@ -44,10 +44,10 @@ so, and the rule above still judges against float64. There one eager run is a po
 of fp32's rounding: another summation order lands somewhere else entirely (draw 4 of
 tests.holdout_models:unet_scse at 1x3x44x161, outputs up to 1.6e9: eager at two threads
 is 1.7e6 from float64, at one thread 1.4e8, 84x farther; the gate refused that correct
-model as "moving"). So at an ill-conditioned probe the truth also runs
-eager at another thread count (one; two in a one-thread process), and E_c is the larger of
-the two runs' distances (`spread`): the basis is then the spread of two legitimate fp32
-implementations, not one draw of it.
+model as "moving"). So at an ill-conditioned probe the truth also runs eager at another
+thread count (one; two in a one-thread process), and E_c is the larger of the two runs'
+distances (`spread`): the basis is then the spread of two legitimate fp32 implementations,
+not one draw of it.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Distances:
 
     def ill_conditioned(self) -> bool:
         """Eager fp32 is itself far from float64 in some channel."""
-        return bool(np.any(self.eager > ILL_CONDITIONED * self.scale))
+        return _far(self.eager, self.scale)
 
 
 def basis(eager: np.ndarray, scale: np.ndarray, unit: np.ndarray, elements: int = 1) -> np.ndarray:
@@ -127,8 +127,13 @@ def eager_distance(reference: np.ndarray, eager: np.ndarray) -> np.ndarray:
 
 
 def ill_conditioned(reference: np.ndarray, eager: np.ndarray) -> bool:
-    """Eager fp32 is far from float64 (E_c > ILL_CONDITIONED * S_c) in some channel of this output."""
-    return bool(np.any(eager_distance(reference, eager) > ILL_CONDITIONED * channel_max(reference)))
+    """Eager fp32 is far from float64 in some channel of this output (as `Distances.ill_conditioned`)."""
+    return _far(eager_distance(reference, eager), channel_max(reference))
+
+
+def _far(eager: np.ndarray, scale: np.ndarray) -> bool:
+    """E_c > ILL_CONDITIONED * S_c in some channel."""
+    return bool(np.any(eager > ILL_CONDITIONED * scale))
 
 
 def distances(reference: np.ndarray, eager: np.ndarray, got: np.ndarray, factor: float = FACTOR,
