@@ -10,7 +10,9 @@ Kinds: `yolov8n`, `yolov8n-cbam` (ultralytics' own CBAM after SPPF; `yolov8n-seg
 the same in the segment model), `yolov8n-coordatt`
 (a blog Coordinate Attention with `AdaptiveAvgPool2d((None, 1))`), `yolov8n-acmix` (the
 registry's reference ACmix), `yolov8n-dcn` (the P5 C2f with `torchvision.ops.DeformConv2d`
-in its bottleneck), `yolo11n` (C2PSA attention), `yolo12n` (A2C2f area attention).
+in its bottleneck), `yolo11n` (C2PSA attention), `yolo12n` (A2C2f area attention). The blocks named after
+`yolov8n-` go in together: `yolov8n-dcn-coordatt-cbam-c2psa` holds the DCN C2f and, after SPPF, a CoordAtt, a
+CBAM and YOLO11's C2PSA.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ ACmix = get_spec("acmix").reference
 TASK_SUFFIXES = ("seg", "pose", "obb")   # yolov8n-seg-cbam: ultralytics' yolov8-seg.yaml with the block
 KINDS = ("yolov8n", "yolov8n-cbam", "yolov8n-coordatt", "yolov8n-acmix", "yolov8n-dcn", "yolo11n", "yolo12n")
 BLOCK_AFTER_SPPF = {"cbam": [-1, 1, "CBAM", [256]], "coordatt": [-1, 1, "CoordAtt", [256, 256]],
-                    "acmix": [-1, 1, "ACmix", [256, 256]]}
-SPPF_INDEX = 9
+                    "acmix": [-1, 1, "ACmix", [256, 256]],
+                    "c2psa": [-1, 1, "C2PSA", [1024]]}   # YOLO11's: ultralytics scales 1024 to the n model's 256
 P5_C2F_INDEX = 8
 # what a user's --custom-modules file holds: their blocks, and ultralytics' CBAM (its YAML parser does not know it)
 CUSTOM_MODULES = ("from ultralytics.nn.modules.conv import CBAM\n"
@@ -130,13 +132,13 @@ def model_yaml(kind: str, folder: Path) -> str:
     task = next((t for t in TASK_SUFFIXES if kind.startswith(f"yolov8n-{t}-")), None)
     cfg = yaml.safe_load((ROOT / f"cfg/models/v8/yolov8{f'-{task}' if task else ''}.yaml").read_text())
     cfg["scale"] = "n"
-    block = kind.rsplit("-", 1)[1]
-    if block == "dcn":
-        cfg["backbone"][P5_C2F_INDEX] = [-1, 1, "C2fDCN", [256]]
-    else:
-        at = SPPF_INDEX + 1
-        cfg["backbone"].append(BLOCK_AFTER_SPPF[block])
-        cfg["head"] = [[_shift(row[0], at), *row[1:]] for row in cfg["head"]]
+    for block in kind.removeprefix(f"yolov8n-{task}-" if task else "yolov8n-").split("-"):
+        if block == "dcn":
+            cfg["backbone"][P5_C2F_INDEX] = [-1, 1, "C2fDCN", [256]]
+        else:  # after SPPF (and after the blocks already appended there)
+            at = len(cfg["backbone"])
+            cfg["backbone"].append(BLOCK_AFTER_SPPF[block])
+            cfg["head"] = [[_shift(row[0], at), *row[1:]] for row in cfg["head"]]
     cfg["names"] = {i: f"thing{i}" for i in range(cfg["nc"])}
     path = folder / f"{kind}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

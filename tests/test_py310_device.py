@@ -96,6 +96,7 @@ def _named_in(done: subprocess.CompletedProcess[str], module: str) -> bool:
     return "output '" in last and " differs at " in last and f"diverges first at `{module}`" in last
 
 
+@pytest.mark.slow
 def test_core_install_on_python_3_10_runs_the_device_commands_without_torch(tmp_path, request):
     python = python310()
     if python is None:

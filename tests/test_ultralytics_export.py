@@ -3,14 +3,14 @@
 Every export is checked at 640x640, 480x640, 320x320 and batch 2 (image-like inputs) and
 at the detection level (bus.jpg, zidane.jpg after NMS); the graph keeps ultralytics' names,
 dynamic axes and metadata, so `YOLO("<out>.onnx")` predicts with the model's class names.
-Opset 17 (TorchScript) through the API for every model, and opset 18 (dynamo) through the
-CLI for a factory (`yolov8n-cbam`) and a YAML (`yolo11n`), run by default; opset 18 through
-the API for the other models with blocks of their own is marked slow: not the plain yolov8n
-(the factory yolov8n-cbam is yolov8n with a CBAM) nor yolov8n-acmix (40 s of dynamo tracing;
-ACmix through dynamo is the README grid's, at opsets 18 to 20, and a detector through dynamo
-every other model's here). The CLI is not repeated per model: it hands the same
-settings to the same pipeline (`tests/test_options.py` holds the CLI and the API to one
-declaration).
+Opset 17 (TorchScript) through the API for every model. Opset 18 (dynamo) for every block,
+through the CLI: a factory holding the DCN C2f, CoordAtt, CBAM and YOLO11's C2PSA at once
+(`yolov8n-dcn-coordatt-cbam-c2psa`: one dynamo trace for the four; a failure names the
+module) and a YAML (`yolo12n`: C3k2 and A2C2f area attention); not the plain yolov8n (the
+factory is yolov8n with blocks) nor yolov8n-acmix (40 s of dynamo tracing; ACmix through
+dynamo is the README grid's, at opsets 18 to 20). The CLI is not repeated per model: it hands
+the same settings to the same pipeline (`tests/test_options.py` holds the CLI and the API to
+one declaration).
 
 Tolerances: the pipeline's own, scaled by each model's fp32 noise at every parity input
 (`attndeploy.parity.noise`); none is passed here.
@@ -35,7 +35,7 @@ SHAPES = [(1, 3, 640, 640), (1, 3, 480, 640), (1, 3, 320, 320), (2, 3, 320, 320)
 SHAPES_ARG = ",".join("x".join(map(str, s)) for s in SHAPES)
 EXAMPLE = 320
 BUILT_IN = ("yolov8n", "yolo11n", "yolo12n")   # YAMLs ultralytics ships: the CLI takes their names
-CLI_DEFAULT = ("yolov8n-cbam", "yolo11n")
+CLI_OPSET18 = ("yolov8n-dcn-coordatt-cbam-c2psa", "yolo12n")
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +110,6 @@ def test_api_export_opset17(kind: str, exported, models) -> None:
     _api(kind, 17, exported, models)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", [k for k in KINDS if k not in (*CLI_DEFAULT, "yolov8n", "yolov8n-acmix")])
-def test_api_export_opset18(kind: str, exported, models) -> None:
-    _api(kind, 18, exported, models)
-
-
 def _cli(kind: str, opset: int, out: Path, cli, capsys) -> dict[str, Any]:
     source = [f"{kind}.yaml"] if kind in BUILT_IN else ["tests.detector_models:yolo", "--kwargs",
                                                        json.dumps({"kind": kind, "folder": str(out)})]
@@ -128,11 +122,15 @@ def _cli(kind: str, opset: int, out: Path, cli, capsys) -> dict[str, Any]:
     return json.loads(captured.out)
 
 
-@pytest.mark.parametrize("kind", CLI_DEFAULT)
+@pytest.mark.parametrize("kind", CLI_OPSET18)
 def test_cli_export_opset18(kind: str, tmp_path: Path, yolo_env: Path, cli, capsys) -> None:  # noqa: F811
     report = _cli(kind, 18, tmp_path, cli, capsys)
     assert_passed(report)
     assert report["opset"] == 18 and Path(report["onnx"]).is_file()
+    if kind.startswith("yolov8n-"):  # DCN (GridSample at 18), CBAM's channel max, CoordAtt's pools, C2PSA's softmax
+        counts = report["node_counts"]
+        assert counts.get("GridSample") == 1 and counts.get("ReduceMax") == 1 and counts.get("Softmax") == 2
+        assert report["rewrites"]["counts"].get("adaptive_avg_pool2d") == 2
 
 
 def test_cli_yaml_with_custom_modules_is_named_after_it(tmp_path: Path, yolo_env: Path,  # noqa: F811
