@@ -1,7 +1,9 @@
 """Every registry name exports and the written ONNX matches eager PyTorch, checked here independently.
 
 Each graph is checked at the module's measured `onnx_tol` (at or below 1e-4 + 1e-3·|ref|).
-The fast set is opset 17, dynamic, through the CLI. The dynamic graphs at every other opset
+The CLI's report and files at opset 17, dynamic, for a deploy twin, a lowering and an H, W
+multiple (every module at that setting: the README grid below, and the zoo recipe in
+`tests/test_recipes.py`). The dynamic graphs at every other opset
 and exporter are the README support table's: each cell runs once per suite (`readme_cell`),
 keeps its passing graph, and each is checked here at the module's parity shapes, with no
 hazard op left in the modules whose deploy twins remove them. The static graphs are
@@ -22,9 +24,18 @@ from tests.conftest import readme_grid_args
 from tests.helpers import assert_onnx_matches_eager, op_types
 
 NAMES = attndeploy.list_modules()
+CLI_NAMES = ("acmix", "deformconv", "spd")
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_sweep_holds_odd_non_square_sizes_or_the_modules_multiple(name):
+    spec = attndeploy.get_spec(name)
+    sweep = spec.sweep_shapes()
+    assert any(h % 2 and w % 2 and h != w for _, _, h, w in sweep) or \
+        spec.hw_multiple > 1 and all(h % spec.hw_multiple == w % spec.hw_multiple == 0 and h != w for _, _, h, w in sweep)
+
+
+@pytest.mark.parametrize("name", CLI_NAMES)
 def test_cli_export_opset17_dynamic(name, tmp_path, capsys):
     assert main(["export", name, "--opset", "17", "--dynamic", "--out", str(tmp_path), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -39,9 +50,8 @@ def test_cli_export_opset17_dynamic(name, tmp_path, capsys):
 
     spec = attndeploy.get_spec(name)
     model = randomize_(attndeploy.create(name), seed=report["seed"])
-    sweep = spec.sweep_shapes()
-    assert any(h % 2 and w % 2 for _, _, h, w in sweep) or spec.hw_multiple > 1
-    assert_onnx_matches_eager(onnx_path, model, [spec.example_shape, *sweep], spec.onnx_tol.atol, spec.onnx_tol.rtol)
+    assert_onnx_matches_eager(onnx_path, model, [spec.example_shape, *spec.sweep_shapes()], spec.onnx_tol.atol,
+                              spec.onnx_tol.rtol)
     assert report["simplify"]["nodes_after"] <= report["simplify"]["nodes_before"]
 
 
