@@ -230,7 +230,7 @@ def yolo_export(yolo_env, tmp_path_factory):  # noqa: F811
 
     folder = tmp_path_factory.mktemp("yolo-table")
     model = build("yolov8n", folder)
-    images = np.random.default_rng(3).random((4, 3, 128, 128), dtype=np.float32)  # int8: no --calib default yet
+    images = np.random.default_rng(3).random((4, 3, 128, 128), dtype=np.float32)  # int8: 4, not the 2 it ships
     cache: dict[str, ExportResult] = {}
 
     def get(precision: str) -> ExportResult:

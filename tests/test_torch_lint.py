@@ -94,6 +94,28 @@ class _Devices(nn.Module):
         return x + offset + scale.float()
 
 
+class ReplacesItsCache(nn.Module):
+    """A plain tensor attribute replaced in forward (as a detector head caches its anchors): the old tensor is freed,
+    and a tensor made after it often takes its address, so its id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = torch.zeros(1, 3, 4, 4)
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = None  # type: ignore[assignment]
+        for _ in range(200):  # new tensors, each passed to a torch function
+            x = x + 1.0
+        return self.conv(x)
+
+
+def test_a_freed_plain_tensor_is_not_found_again_in_a_tensor_that_took_its_id() -> None:
+    for _ in range(10):  # whether an address is taken again varies between runs: ten chances to show it
+        findings = lint_model(ReplacesItsCache(), torch.randn(1, 3, 4, 4))
+        assert not [f for f in findings if f.hazard == "plain tensor attribute"], findings
+
+
 def test_fixed_devices_and_float64_are_reported_without_a_gpu() -> None:
     findings = lint_model(_Devices(), torch.randn(1, 2, 3, 5))
     by_hazard = {f.hazard: f for f in findings}

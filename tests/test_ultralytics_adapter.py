@@ -175,6 +175,25 @@ def test_baked_anchor_export_is_caught(tmp_path: Path, v8n: nn.Module) -> None:
     assert baked and "keep anchors dynamic" in baked[0]["hint"] and baked[0]["path"] == "model.model.23"
 
 
+def test_lint_of_a_yaml_lists_the_exports_findings_and_int8_calibrates_on_the_shipped_images(
+        tmp_path: Path, yolo_env: Path, cli, capsys) -> None:  # noqa: F811
+    """`attndeploy lint yolov8n.yaml` runs the pipeline up to its lint stage (the head prepared as the export prepares
+    it: no advice to make Detect.anchors a Parameter); `export yolov8n.yaml --precision int8` without --calib
+    calibrates on the images the family ships, says so, and is judged (exit 0 or 1, never 2)."""
+    import json
+
+    assert cli(["lint", "yolov8n.yaml", "--imgsz", "128", "--json"]) == 0
+    linted = json.loads(capsys.readouterr().out)["findings"]
+    code = cli(["export", "yolov8n.yaml", "--imgsz", "128", "--precision", "int8", "--no-bundle", "--json",
+                "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err[-2000:]
+    assert json.loads(captured.out)["lint"] == linted and linted  # arange without device=, in the box decoding
+    assert not [f for f in linted if "anchors" in f["path"] or "Parameter" in json.dumps(f)]
+    assert "calibrating on 2 sample(s) from the 2 image(s) the ultralytics family ships" in captured.err
+    assert "real images from your data calibrate better: --calib DIR" in captured.err
+
+
 def test_detection_comparison_and_threshold() -> None:
     from attndeploy.adapters.ultralytics_detections import Layout
     from attndeploy.adapters.ultralytics_match import compare_detections, matched_pairs

@@ -88,7 +88,7 @@ def _is_cuda(device: Any) -> bool:
 class _CallWatcher(TorchFunctionMode):
     """Records findings; redirects fixed devices to the example's so the run can finish."""
 
-    def __init__(self, example: Tensor, path: Callable[[], str], plain: dict[int, str],
+    def __init__(self, example: Tensor, path: Callable[[], str], plain: dict[int, tuple[str, Tensor]],
                  writes: InputWrites | None = None) -> None:
         super().__init__()
         self.example = example
@@ -134,9 +134,9 @@ class _CallWatcher(TorchFunctionMode):
         internal = caller.startswith("torch") and not caller.startswith("torch.nn.modules")
         flat = tree_flatten((args, kwargs))[0]
         for value in flat:
-            attr = self.plain.get(id(value)) if isinstance(value, Tensor) else None
-            if attr:
-                self.add("plain tensor attribute", attr, f"{WEIGHTS} and is exported as a constant", None,
+            held = self.plain.get(id(value)) if isinstance(value, Tensor) else None
+            if held is not None and held[1] is value:
+                self.add("plain tensor attribute", held[0], f"{WEIGHTS} and is exported as a constant", None,
                          "make it an nn.Parameter (trained) or register_buffer (fixed)", site)
         if self.writes is not None and args and (kwargs.get("inplace") is True or name == "__setitem__"
                                                  or (name.endswith("_") and not name.endswith("__"))):
@@ -180,13 +180,17 @@ class _CallWatcher(TorchFunctionMode):
         return out
 
 
-def _plain_tensor_attributes(model: nn.Module) -> dict[int, str]:
-    """id(tensor) -> ``path.attr`` for tensors stored as plain attributes (not Parameters/buffers)."""
-    found: dict[int, str] = {}
+def _plain_tensor_attributes(model: nn.Module) -> dict[int, tuple[str, Tensor]]:
+    """id(tensor) -> (``path.attr``, the tensor) for tensors stored as plain attributes (not Parameters/buffers).
+
+    The tensor is held, not only its id: a forward that replaces the attribute (a detector head caching its
+    anchors and strides) frees the old tensor, and an id that outlives its object can name a new tensor that
+    merely reuses the address (a spurious "plain tensor attribute" that came and went between runs)."""
+    found: dict[int, tuple[str, Tensor]] = {}
     for path, module in model.named_modules():
         for key, value in vars(module).items():
             if isinstance(value, Tensor) and not isinstance(value, nn.Parameter):
-                found[id(value)] = f"{path}.{key}" if path else key
+                found[id(value)] = (f"{path}.{key}" if path else key, value)
     return found
 
 
