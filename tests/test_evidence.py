@@ -191,3 +191,27 @@ def test_when_dynamo_bakes_the_batch_a_second_route_gives_a_correct_graph(tmp_pa
     assert res.passed and res.route == "torchscript-18", (res.parity.failure_message(), res.notes)
     assert any(n.startswith("route dynamo-18: fails") for n in res.notes) and res.exporter == "torchscript"
     assert "route torchscript-18: passed; the graph comes from this route" in res.notes
+
+
+def _area_attention(shape: tuple[int, ...]) -> None:
+    """An eager run of a stride-32 backbone with area attention over 4 areas after it: H/32 * W/32 must divide by 4."""
+    n, _, h, w = shape
+    if h % 32 or w % 32 or (h // 32) * (w // 32) % 4:
+        raise RuntimeError(f"shape '[{4 * n}, 8, 384]' is invalid for input of size {n * (h // 32) * (w // 32) * 384}")
+
+
+def test_a_declared_rule_the_model_does_not_keep_is_said_and_the_batch_not_blamed():
+    from attndeploy.parity.shape_rules import ShapeRule, discover_rule
+
+    declared = ShapeRule(32, evidence=("the model's stride is 32",))
+    rule = discover_rule(_area_attention, (1, 3, 320, 320), declared)
+    assert rule.batch is None and rule.multiple == 64 and rule.fixed is None, rule.describe()
+    assert rule.describe().startswith("H, W multiples of 64 (224x160 (inside the declared rule: H, W multiples of 32) "
+                                      "fails in eager: shape '[4, 8, 384]' is invalid"), rule.describe()
+
+    def one_batch(shape: tuple[int, ...]) -> None:  # the control: a batch that is fixed is still said to be
+        if shape[0] != 1:
+            raise RuntimeError("expected batch 1")
+
+    rule = discover_rule(one_batch, (1, 3, 320, 320), declared)
+    assert rule.batch == 1 and rule.multiple == 32 and "batch 2 (2x3x224x160) fails in eager" in rule.describe()

@@ -16,7 +16,7 @@ its error message is kept as evidence.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attndeploy.errors import first_line
 from attndeploy.shapes import Shape, format_shape
@@ -166,7 +166,10 @@ def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> S
 
     H, W first, at the example's batch (`known`, a registry module's declared rule, skips
     those probes), then batch + 1 at the H, W that passed: that probe is the sweep's first
-    shape, so its eager run is not repeated.
+    shape, so its eager run is not repeated. Where batch + 1 fails at the declared rule's H, W,
+    that H, W is tried at the example's batch: if it fails there too, the model does not keep
+    the declared rule (a block needing more than the stride), which the evidence says, and its
+    H, W are probed as for a model without one; the batch is not blamed.
     """
     evidence: list[str]
     if len(example) != 4:
@@ -180,6 +183,11 @@ def discover_rule(run: Run, example: Shape, known: ShapeRule | None = None) -> S
         rule, hw, evidence = _probe_hw(run, example)
     n, c = example[0], example[1]
     failed = _tries(run, (n + 1, c, *hw))
+    if failed is not None and known is not None and (at_example_batch := _tries(run, (n, c, *hw))) is not None:
+        said = f"{hw[0]}x{hw[1]} (inside the declared rule: {replace(known, evidence=()).describe()})"
+        rule, hw, probed = _probe_hw(run, example)
+        evidence = [_fails(said, at_example_batch), *probed]
+        failed = _tries(run, (n + 1, c, *hw))
     if failed is not None:
         evidence.append(_fails(f"batch {n + 1} ({format_shape((n + 1, c, *hw))})", failed))
     return ShapeRule(rule.multiple, rule.min_hw, rule.square, rule.fixed, n if failed else None, tuple(evidence))
